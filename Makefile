@@ -1,0 +1,66 @@
+# The project's front door. `make run` starts everything locally; `make test` checks everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+check-python:
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required: install python3 (Debian: apt-get install -y python3 python3-venv)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "Python 3.11+ is required, found $$($(PYTHON) --version). Install python3.11 or newer, or run: make PYTHON=python3.12 ..."; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "Python's venv module is missing: apt-get install -y python3-venv"; exit 1; }
+
+# The virtualenv is rebuilt from the lock file whenever uv.lock or pyproject.toml changes.
+$(STAMP): uv.lock pyproject.toml | check-python
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@$(VENV)/bin/uv sync --frozen --quiet
+	@rm -f $(VENV)/.synced-* && touch $@
+
+install: $(STAMP) ## create .venv and install the locked dependencies
+
+db: $(STAMP) ## start the local PostgreSQL primary + streaming replica (ports 55432/55433)
+	@$(PY) -m tools.pgstack start
+
+migrate: db ## migrate the local database to head
+	@$(PY) -m app migrate
+
+run: migrate ## start databases, migrate, and serve the API on :8000 (Ctrl-C stops the server)
+	@echo ""
+	@echo "  API docs   http://127.0.0.1:8000/docs"
+	@echo "  liveness   http://127.0.0.1:8000/healthz"
+	@echo "  readiness  http://127.0.0.1:8000/readyz"
+	@echo "  metrics    http://127.0.0.1:8000/metrics"
+	@echo "  (the databases keep running after Ctrl-C; 'make stop' stops them)"
+	@echo ""
+	@$(PY) -m app serve
+
+stop: ## stop the local databases
+	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack stop; else $(PYTHON) -m tools.pgstack stop; fi
+
+clean: ## stop and delete the local databases
+	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack clean; else $(PYTHON) -m tools.pgstack clean; fi
+
+lint: $(STAMP) ## ruff, mypy on app/, and the import-linter boundary contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP) ## format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint ## lint, then every test against a throwaway primary + replica
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the tests alone, without lint
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""A modular-monolith SaaS backend: auth, payments, notifications and analytics, one deployable."""

@@ -1,0 +1,51 @@
+"""The application factory: settings, lifespan, middleware, and every module's router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import bootstrap
+from app.platform import health
+from app.platform.config import Settings, get_settings
+from app.platform.db import Database
+from app.platform.errors import install_error_handlers
+from app.platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.platform.observability.logging import configure_logging, get_logger
+
+log = get_logger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings)
+        log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+            log.info("shutdown")
+
+    app = FastAPI(
+        title="SaaS backend",
+        version="0.1.0",
+        summary="A modular monolith: auth, payments, notifications and analytics.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    # Starlette runs the last-added middleware first: request ids wrap everything.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    app.include_router(health.router)
+    bootstrap.mount_modules(app)
+    return app

@@ -1,0 +1,1 @@
+"""The business domains. Each is independent; they meet only through each other's interface.py."""

@@ -1,0 +1,4 @@
+"""The kernel every module stands on: settings, database, events, observability, errors.
+
+Nothing in here imports a business module.
+"""

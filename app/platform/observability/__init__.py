@@ -1,0 +1,1 @@
+"""Observability: structured logging, metrics, SQL instrumentation."""

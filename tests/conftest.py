@@ -1,0 +1,56 @@
+"""Test session: one throwaway PostgreSQL primary + streaming replica, migrated to head.
+
+The stack is started by the same code as the developer's local one (tools/pgstack.py), on free
+ports in a temporary folder, and removed when the session ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.platform.config import Settings
+from app.platform.db.migrations import alembic_config
+from tests.helpers import make_settings
+from tools.pgstack import Stack, temporary_stack
+
+
+@pytest.fixture(scope="session")
+def pg_stack() -> Iterator[Stack]:
+    stack = temporary_stack()
+    atexit.register(stack.clean)  # also when the session dies before the fixture ends
+    stack.start()
+    yield stack
+    stack.clean()
+
+
+@pytest.fixture(scope="session")
+def migrated(pg_stack: Stack) -> Stack:
+    from alembic import command
+
+    command.upgrade(alembic_config(pg_stack.primary_url), "head")
+    return pg_stack
+
+
+@pytest.fixture(scope="session")
+def settings(migrated: Stack) -> Settings:
+    return make_settings(migrated)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
