@@ -1,0 +1,42 @@
+"""The unit of observation: one HTTP request or one event delivery.
+
+Metrics and the N+1 detector need to know, for every SQL statement, which module and which route
+(or listener) it runs for. ``observe()`` opens such a scope; HTTP middleware opens one per request,
+the outbox dispatcher one per delivery (``route`` then names the listener: ``listener:<name>``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+PLATFORM = "platform"
+
+
+@dataclass
+class ObservationScope:
+    module: str
+    route: str
+    kind: str = "http"  # "http" | "event"
+    queries: int = 0
+    shapes: Counter[str] = field(default_factory=Counter)
+
+
+_current: ContextVar[ObservationScope | None] = ContextVar("observation_scope", default=None)
+
+
+def current_scope() -> ObservationScope | None:
+    return _current.get()
+
+
+@contextmanager
+def observe(module: str, route: str, kind: str = "http") -> Iterator[ObservationScope]:
+    scope = ObservationScope(module=module, route=route, kind=kind)
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)
