@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "test", "staging", "production"]
 
 # Defaults that make a fresh clone run; refused outside development and test.
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-deploying-0123456789abcdef"  # noqa: S105
 DEV_METRICS_TOKEN = "dev-insecure-metrics-token"  # noqa: S105
 _DEV_DATABASE_URL = "postgresql+asyncpg://app:app@127.0.0.1:55432/app"
 _DEV_REPLICA_URL = "postgresql+asyncpg://app:app@127.0.0.1:55433/app"
@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
+    jwt_issuer: str = "saas-backend"
+    jwt_audience: str = "saas-backend-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
 
     max_body_bytes: int = Field(
         default=1_048_576, ge=1, description="request bodies over this get 413"
