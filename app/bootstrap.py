@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-# Each module contributes its routers here as it grows endpoints.
-MODULE_ROUTERS: tuple[APIRouter, ...] = ()
+from app.modules.auth.router import router as auth_router
+
+MODULE_ROUTERS: tuple[APIRouter, ...] = (auth_router,)
 
 
 def mount_modules(app: FastAPI) -> None:
@@ -18,4 +19,5 @@ def mount_modules(app: FastAPI) -> None:
 
 def load_models() -> None:
     """Import every module's models so ``Base.metadata`` is complete (Alembic, tests)."""
-    import app.platform.db.base  # noqa: F401
+    import app.modules.auth.models
+    import app.platform.ratelimit  # noqa: F401

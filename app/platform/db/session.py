@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.db.engines import Database
+from app.platform.errors import AppError
 
 
 def get_database(request: Request) -> Database:
@@ -21,10 +22,14 @@ async def _primary_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_database(request).session() as session:
         try:
             yield session
-            await session.commit()
+        except AppError as exc:
+            await (session.commit() if exc.commit else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise
+        else:
+            await session.commit()
 
 
 async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
