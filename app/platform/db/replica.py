@@ -34,6 +34,11 @@ _REPLICA_SQL = text(
 )
 
 
+# An idle primary's insert position can sit just past a WAL page header that the replica's replay
+# position stops short of; that far behind is caught up, for the lag-in-seconds estimate.
+_HEADER_SLACK = 40
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaState:
     """What the last check saw. ``healthy`` decides whether reads may go to the replica."""
@@ -110,8 +115,10 @@ class ReplicaMonitor:
         primary_lsn: int | None = None
         try:
             async with asyncio.timeout(self.timeout), self._primary.connect() as conn:
+                # The insert position, like the consistency tokens: commits not yet flushed
+                # (synchronous_commit=off) are lag too.
                 primary_lsn = lsn_to_int(
-                    str(await conn.scalar(text("SELECT pg_current_wal_lsn()::text")))
+                    str(await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text")))
                 )
         except Exception as exc:  # the primary's own health is /readyz's business
             log.debug("replica check: primary position unavailable", error=_describe(exc))
@@ -140,7 +147,7 @@ class ReplicaMonitor:
         replay_lsn = lsn_to_int(replay_text) if replay_text else None
         lag_bytes = max(0, int(diff)) if diff is not None else None
         lag_seconds = 0.0
-        if lag_bytes and replay_lsn is not None:
+        if lag_bytes is not None and lag_bytes > _HEADER_SLACK and replay_lsn is not None:
             lag_seconds = self._lag_seconds(now, replay_lsn, xact_age)
         if primary_lsn is not None:
             self._history.append((now, primary_lsn))
@@ -172,16 +179,17 @@ class ReplicaMonitor:
     def _lag_seconds(self, now: float, replay_lsn: int, xact_age: float | None) -> float:
         bounds = [max(0.0, xact_age)] if xact_age is not None else []
         for at, position in reversed(self._history):
-            if position <= replay_lsn:
+            if position <= replay_lsn + _HEADER_SLACK:
                 bounds.append(now - at)
                 break
         return min(bounds, default=0.0)
 
     def _set(self, state: ReplicaState) -> None:
         if state.healthy != self._state.healthy and self._state.checked:
-            log.warning(
-                "replica healthy" if state.healthy else "replica unhealthy", error=state.error
-            )
+            if state.healthy:
+                log.info("replica healthy again: reads return to it")
+            else:
+                log.warning("replica unhealthy: reads fall back to the primary", error=state.error)
         self._state = state
         metrics.REPLICA_HEALTHY.set(1 if state.healthy else 0)
         # While unreachable the lag gauges keep their last measured value; healthy says why.
