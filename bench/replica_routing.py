@@ -148,6 +148,22 @@ def _counts(stack: Stack) -> tuple[tuple[int, int], tuple[int, int]]:
     return read(stack.primary), read(stack.replica)
 
 
+_TOP_SQL = r"""
+SELECT calls, left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+WHERE d.datname = 'app' AND s.userid = 'app'::regrole
+ORDER BY calls DESC LIMIT 8
+"""
+
+
+def _top(stack: Stack) -> str:
+    lines = []
+    for node in (stack.primary, stack.replica):
+        lines.append(f"  {node.name}:")
+        lines += [f"    {row}" for row in node.psql(_TOP_SQL, db="app").splitlines()]
+    return "\n".join(lines)
+
+
 def _route_counts() -> dict[str, int]:
     from prometheus_client import REGISTRY
 
@@ -198,6 +214,8 @@ async def run(
         )
         result.seconds = time.perf_counter() - started
         result.primary, result.replica = _counts(stack)
+        if args.show_statements:
+            print(f"top statements, routing {label}:\n{_top(stack)}")
         after = _route_counts()
         result.routes = {
             k: v - routes_before.get(k, 0) for k, v in after.items() if v - routes_before.get(k, 0)
@@ -251,33 +269,22 @@ def _print(results: list[RunResult], args: argparse.Namespace) -> None:
         print(f"read routes ({r.label}): {dict(sorted(r.routes.items()))}")
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    stack = temporary_stack()
-    try:
-        print("starting a throwaway primary + replica ...", file=sys.stderr)
-        stack.start()
-        from alembic import command
-
-        from app.platform.db.migrations import alembic_config
-
-        command.upgrade(alembic_config(stack.primary_url), "head")
-        seed_ids = await _prepare(stack)
-        await asyncio.sleep(1)  # let the replica replay the seed rows
-        base = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            env="test",
-            log_level="WARNING",
-            database_url=stack.primary_url,  # type: ignore[arg-type]
-            replica_database_url=stack.replica_url,  # type: ignore[arg-type]
-        )
-        results = []
-        for label, on in (("off", False), ("on", True)):
-            settings = base.model_copy(update={"db_replica_reads": on})
-            results.append(await run(stack, settings, label, args, seed_ids))
-        _print(results, args)
-        return 0 if all(r.failures == 0 and r.stale_own_reads == 0 for r in results) else 1
-    finally:
-        stack.clean()
+async def main_async(stack: Stack, args: argparse.Namespace) -> int:
+    seed_ids = await _prepare(stack)
+    await asyncio.sleep(1)  # let the replica replay the seed rows
+    base = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env="test",
+        log_level="WARNING",
+        database_url=stack.primary_url,  # type: ignore[arg-type]
+        replica_database_url=stack.replica_url,  # type: ignore[arg-type]
+    )
+    results = []
+    for label, on in (("off", False), ("on", True)):
+        settings = base.model_copy(update={"db_replica_reads": on})
+        results.append(await run(stack, settings, label, args, seed_ids))
+    _print(results, args)
+    return 0 if all(r.failures == 0 and r.stale_own_reads == 0 for r in results) else 1
 
 
 def main() -> int:
@@ -286,7 +293,24 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--write-share", type=float, default=0.10)
     parser.add_argument("--seed", type=int, default=8)
-    return asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--show-statements", action="store_true", help="the top statements")
+    args = parser.parse_args()
+    from alembic import command
+
+    from app.platform.db.migrations import alembic_config
+
+    stack = temporary_stack()
+    try:
+        print("starting a throwaway primary + replica ...", file=sys.stderr)
+        stack.start()
+        # The throwaway stack turns synchronous_commit off for speed; production keeps it on,
+        # which is what decides how soon a fresh write reaches the replica.
+        stack.primary.psql("ALTER SYSTEM SET synchronous_commit = on")
+        stack.primary.psql("SELECT pg_reload_conf()")
+        command.upgrade(alembic_config(stack.primary_url), "head")
+        return asyncio.run(main_async(stack, args))
+    finally:
+        stack.clean()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 - ``db_replica_healthy``: 1 while reads may go to the replica, 0 while they fall back.
 - ``db_replica_lag_bytes``: WAL the replica has yet to replay (last successful check).
 - ``db_replica_lag_seconds``: how far behind that is in time; 0 when no bytes are behind.
-- ``db_read_route_total{target,reason}``: where read sessions went and why.
+- ``db_read_route_total{target,reason}``: read sessions by where they ended up and why, counted
+  when they close (a read that fell back after a replica error counts once, as replica_error).
 """
 
 from __future__ import annotations

@@ -143,6 +143,7 @@ class RoutedReadSession(AsyncSession):
         self._router = router
         self._requirement = requirement
         self.route: Route | None = None
+        self._counted = False
 
     # -- the statements a read uses ----------------------------------------------------------
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
@@ -210,7 +211,13 @@ class RoutedReadSession(AsyncSession):
         assert isinstance(self.sync_session, RoutedSyncSession)
         self.sync_session.route_bind = engine.sync_engine
         self.route = route
-        metrics.READ_ROUTES.labels(route.target, route.reason).inc()
+
+    async def close(self) -> None:
+        await super().close()
+        # Counted once per session, by where it ended up (after any fall back).
+        if self.route is not None and not self._counted:
+            self._counted = True
+            metrics.READ_ROUTES.labels(self.route.target, self.route.reason).inc()
 
     async def _fall_back(self, exc: BaseException) -> None:
         self._router.monitor.mark_failed(exc)
