@@ -220,7 +220,9 @@ class RoutedReadSession(AsyncSession):
             metrics.READ_ROUTES.labels(self.route.target, self.route.reason).inc()
 
     async def _fall_back(self, exc: BaseException) -> None:
-        self._router.monitor.mark_failed(exc)
+        # A recovery conflict cancels one query on a replica that is otherwise fine.
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) != "40001":
+            self._router.monitor.mark_failed(exc)
         # The replica's connection is dead or dying: drop it rather than return it to the pool.
         with contextlib.suppress(Exception):
             await AsyncSession.invalidate(self)
