@@ -11,6 +11,7 @@ from app import bootstrap
 from app.platform import health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
+from app.platform.db.consistency import ConsistencyTokenMiddleware
 from app.platform.errors import install_error_handlers
 from app.platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.platform.observability.logging import configure_logging, get_logger
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings)
+        await app.state.db.monitor.start()
         log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
         try:
             yield
@@ -43,6 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     # Starlette runs the last-added middleware first: request ids wrap everything.
+    app.add_middleware(
+        ConsistencyTokenMiddleware,
+        cookie_max_age=int(settings.db_read_your_writes_seconds),
+        secure=not settings.is_dev,
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     db_echo: bool = False
+    db_replica_reads: bool = Field(
+        default=True, description="false: every read on the primary (the benchmark's baseline)"
+    )
+    db_replica_check_interval_seconds: float = Field(default=2.0, gt=0)
+    db_replica_max_lag_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    db_replica_max_lag_seconds: float = Field(default=30.0, gt=0)
+    db_read_your_writes_seconds: float = Field(
+        default=30.0, ge=0, description="how long a process remembers a user's last write"
+    )
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.platform.db.engines import Database
-from app.platform.db.lsn import lsn_to_int
 from app.platform.db.migrations import applied_heads, expected_heads
+from app.platform.db.replica import ReplicaState
 from app.platform.errors import problem_response
 
 router = APIRouter(tags=["health"])
@@ -45,16 +45,13 @@ async def _check_primary(engine: AsyncEngine) -> dict[str, Any]:
     }
 
 
-async def _check_replica(engine: AsyncEngine, primary_lsn: str | None) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"))
-        ).one()
-    in_recovery, replay_lsn = row
-    lag = None
-    if primary_lsn and replay_lsn:
-        lag = max(0, lsn_to_int(primary_lsn) - lsn_to_int(replay_lsn))
-    return {"in_recovery": bool(in_recovery), "replay_lsn": replay_lsn, "lag_bytes": lag}
+def _replica(state: ReplicaState) -> dict[str, Any]:
+    if not state.configured:
+        return {"status": "not_configured"}
+    data = state.as_dict()
+    data.pop("configured")
+    data["routing"] = "replica" if state.healthy else "primary"
+    return data
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
@@ -78,16 +75,9 @@ async def readyz(request: Request) -> Any:
     except Exception as exc:
         checks["primary"] = _failure(exc)
 
-    if db.replica is None:
-        checks["replica"] = {"status": "not_configured"}
-    else:
-        try:
-            replica, ms = await _timed(
-                _check_replica(db.replica, checks["primary"].get("wal_lsn")), timeout
-            )
-            checks["replica"] = {"status": "up", "latency_ms": ms, **replica}
-        except Exception as exc:
-            checks["replica"] = _failure(exc)
+    # The routing monitor's own check: readiness and read routing never disagree.
+    state = await db.monitor.check()
+    checks["replica"] = _replica(state)
 
     primary_ok = checks["primary"]["status"] == "up"
     migrated = primary_ok and checks["primary"]["migrations"]["at_head"]
@@ -105,5 +95,6 @@ async def readyz(request: Request) -> Any:
             detail=reason,
             checks=checks,
         )
-    status = "ok" if checks["replica"]["status"] in ("up", "not_configured") else "degraded"
+    replica_ok = state.healthy or not state.configured
+    status = "ok" if replica_ok else "degraded"
     return JSONResponse({"status": status, "checks": checks})

@@ -12,6 +12,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.platform.config import Settings
+from app.platform.db.consistency import TokenCodec, WriteMemory, WriteTrackingSession
+from app.platform.db.lsn import lsn_to_int
+from app.platform.db.replica import ReplicaMonitor
+from app.platform.db.routing import ReadRouter, RoutedReadSession
 
 
 def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
@@ -41,8 +45,8 @@ class Database:
     """The process's engines and session factories.
 
     ``session()`` opens a session on the primary: every write, every transaction.
-    ``read_session()`` opens one for reads that need no transaction: on the replica when one is
-    configured, otherwise on the primary.
+    ``read_session()`` opens a read-only one for reads that need no transaction, routed at its
+    first statement by ``router`` (see routing.py); ``monitor`` keeps the replica's health.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -53,12 +57,33 @@ class Database:
             if settings.replica_database_url
             else None
         )
-        self.session = async_sessionmaker(self.primary, expire_on_commit=False, autoflush=False)
+        self.monitor = ReplicaMonitor(self.primary, self.replica, settings)
+        self.router = ReadRouter(
+            self.primary, self.replica, self.monitor, enabled=settings.db_replica_reads
+        )
+        self.tokens = TokenCodec(settings.secret_key.get_secret_value())
+        self.writes = WriteMemory(settings.db_read_your_writes_seconds)
+        self.session = async_sessionmaker(
+            self.primary,
+            sync_session_class=WriteTrackingSession,
+            expire_on_commit=False,
+            autoflush=False,
+        )
         self.read_session = async_sessionmaker(
-            self.replica or self.primary, expire_on_commit=False, autoflush=False
+            class_=RoutedReadSession, router=self.router, expire_on_commit=False, autoflush=False
         )
 
+    async def wal_insert_lsn(self) -> int:
+        """The primary's WAL insert position: past every commit that has returned."""
+        async with self.primary.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            # On the driver connection, outside any transaction: one round trip, no BEGIN.
+            value = await driver.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+        return lsn_to_int(str(value))
+
     async def dispose(self) -> None:
+        await self.monitor.stop()
         await self.primary.dispose()
         if self.replica is not None:
             await self.replica.dispose()

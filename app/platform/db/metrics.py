@@ -1,0 +1,46 @@
+"""Replica routing metrics.
+
+- ``db_replica_healthy``: 1 while reads may go to the replica, 0 while they fall back.
+- ``db_replica_lag_bytes``: WAL the replica has yet to replay (last successful check).
+- ``db_replica_lag_seconds``: how far behind that is in time; 0 when no bytes are behind.
+- ``db_read_route_total{target,reason}``: read sessions by where they ended up and why, counted
+  when they close (a read that fell back after a replica error counts once, as replica_error).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+# Under PROMETHEUS_MULTIPROC_DIR each worker checks on its own: report the worst live view.
+REPLICA_HEALTHY = Gauge(
+    "db_replica_healthy",
+    "1 while reads may go to the replica, 0 while they fall back to the primary",
+    multiprocess_mode="livemin",
+)
+REPLICA_LAG_BYTES = Gauge(
+    "db_replica_lag_bytes",
+    "WAL bytes the replica has yet to replay, at the last successful check",
+    multiprocess_mode="livemax",
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "db_replica_lag_seconds",
+    "How far behind the replica's replay is in time; 0 when no bytes are behind",
+    multiprocess_mode="livemax",
+)
+READ_ROUTES = Counter(
+    "db_read_route_total",
+    "Read sessions by the node that served them (target) and why (reason)",
+    ["target", "reason"],
+)
+
+TARGET_PRIMARY = "primary"
+TARGET_REPLICA = "replica"
+
+REASON_REPLICA = "replica"
+REASON_NO_REPLICA = "no_replica"
+REASON_DISABLED = "routing_disabled"
+REASON_UNHEALTHY = "replica_unhealthy"
+REASON_ERROR = "replica_error"
+REASON_TOKEN_NOT_REPLAYED = "token_not_replayed"  # noqa: S105 - a label value
+REASON_WRITE_NOT_REPLAYED = "recent_write_not_replayed"
+REASON_TOKEN_INVALID = "token_invalid"  # noqa: S105 - a label value

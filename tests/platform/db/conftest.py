@@ -1,0 +1,173 @@
+"""A test-only API over a table of notes: writes through PrimarySession, reads through ReadSession.
+
+Each read answers with the node that served it (``pg_is_in_recovery()`` in the same statement)
+and the route the read session took, so tests can see routing from the outside.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+from prometheus_client import REGISTRY
+from pydantic import BaseModel
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.main import create_app
+from app.platform.config import Settings
+from app.platform.db import PrimarySession, ReadSession
+from app.platform.errors import NotFound
+from app.platform.security import CurrentPrincipal, OptionalPrincipal, create_access_token
+from tests.helpers import make_settings, wait_for
+from tools.pgstack import Stack
+
+CHECK_INTERVAL = 0.5
+metadata = MetaData()
+notes = Table(
+    "test_routing_note",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+
+class NoteIn(BaseModel):
+    body: str
+
+
+def notes_router() -> APIRouter:
+    router = APIRouter(prefix="/_test/notes")
+
+    @router.post("", status_code=201)
+    async def create(note: NoteIn, session: PrimarySession, who: CurrentPrincipal) -> Any:
+        new_id = await session.scalar(
+            insert(notes).values(owner=str(who.user_id), body=note.body).returning(notes.c.id)
+        )
+        return {"id": new_id}
+
+    @router.put("/{note_id}")
+    async def change(
+        note_id: int, note: NoteIn, session: PrimarySession, who: CurrentPrincipal
+    ) -> Any:
+        await session.execute(update(notes).where(notes.c.id == note_id).values(body=note.body))
+        return {"id": note_id}
+
+    @router.post("/{note_id}/fail")
+    async def change_then_fail(note_id: int, session: PrimarySession) -> Any:
+        await session.execute(update(notes).where(notes.c.id == note_id).values(body="lost"))
+        raise NotFound("failing on purpose after a write")
+
+    @router.post("/textual")
+    async def textual(note: NoteIn, session: PrimarySession) -> Any:
+        if note.body == "write":
+            await session.execute(
+                text("INSERT INTO test_routing_note (owner, body) VALUES ('t', 'textual')")
+            )
+        else:
+            await session.execute(text("SELECT 1"))
+        return {}
+
+    @router.get("/for-update/{note_id}")
+    async def for_update(note_id: int, session: ReadSession) -> Any:
+        await session.execute(select(notes).where(notes.c.id == note_id).with_for_update())
+        return {}
+
+    # The session comes before the principal on purpose: routing waits for the first statement.
+    @router.get("/{note_id}")
+    async def read(note_id: int, session: ReadSession, who: OptionalPrincipal) -> Any:
+        row = (
+            await session.execute(
+                select(notes.c.body, func.pg_is_in_recovery()).where(notes.c.id == note_id)
+            )
+        ).one_or_none()
+        route = session.route  # type: ignore[attr-defined]
+        return {
+            "body": row[0] if row else None,
+            "served_by": "replica" if row is None or row[1] else "primary",
+            "target": route.target,
+            "reason": route.reason,
+        }
+
+    return router
+
+
+@pytest.fixture(scope="session")
+async def notes_table(migrated: Stack) -> Stack:
+    engine = create_async_engine(migrated.primary_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await engine.dispose()
+    replica = create_async_engine(migrated.replica_url)
+
+    async def replicated() -> bool:
+        async with replica.connect() as conn:
+            return bool(
+                await conn.scalar(text("SELECT to_regclass('test_routing_note') IS NOT NULL"))
+            )
+
+    await wait_for(replicated, timeout=30)
+    await replica.dispose()
+    return migrated
+
+
+@pytest.fixture
+def routing_settings(notes_table: Stack) -> Settings:
+    return make_settings(notes_table, db_replica_check_interval_seconds=CHECK_INTERVAL)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[FastAPI]:
+    """An app instance (its own process memory and monitor) with the notes API mounted."""
+    app = create_app(settings)
+    app.include_router(notes_router())
+    async with app.router.lifespan_context(app):
+        await wait_for(lambda: _healthy(app), timeout=15)
+        yield app
+
+
+async def _healthy(app: FastAPI) -> bool:
+    return bool(app.state.db.monitor.state.healthy)
+
+
+def client(app: FastAPI, user: uuid.UUID | None = None) -> httpx.AsyncClient:
+    """A client with its own cookie jar; authenticated as ``user`` when given."""
+    headers = {}
+    if user is not None:
+        token = create_access_token(app.state.settings, user, ["member"])
+        headers["authorization"] = f"Bearer {token}"
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+def routes(target: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value("db_read_route_total", {"target": target, "reason": reason})
+    return value or 0.0
+
+
+def gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
+
+
+@pytest.fixture
+def replay_paused(notes_table: Stack) -> Iterator[Stack]:
+    """Replay paused on the replica (WAL still arrives, nothing is applied); always resumed."""
+    replica = notes_table.replica
+    replica.psql("SELECT pg_wal_replay_pause()")
+    try:
+        yield notes_table
+    finally:
+        replica.psql("SELECT pg_wal_replay_resume()")
+
+
+async def wait_paused(stack: Stack) -> None:
+    async def paused() -> bool:
+        return stack.replica.psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
+
+    await wait_for(paused, timeout=10)

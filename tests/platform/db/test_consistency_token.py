@@ -1,0 +1,66 @@
+"""The consistency token's codec and the per-process memory of writes (no database needed)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.platform.db.consistency import PresentedTokens, TokenCodec, WriteMemory
+
+SECRET = "a-test-secret-that-is-long-enough-0123456789"
+
+
+def test_round_trip_is_compact_and_url_safe() -> None:
+    codec = TokenCodec(SECRET)
+    for lsn in (0, 1, 0x16_B374D848, 2**64 - 1):
+        token = codec.encode(lsn)
+        assert len(token) == 27
+        assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        assert codec.decode(token) == lsn
+
+
+@pytest.mark.parametrize("position", range(27))
+def test_any_changed_character_is_refused(position: int) -> None:
+    codec = TokenCodec(SECRET)
+    token = codec.encode(0x16_B374D848)
+    changed = "B" if token[position] != "B" else "C"
+    forged = token[:position] + changed + token[position + 1 :]
+    assert codec.decode(forged) is None
+
+
+@pytest.mark.parametrize("junk", ["", "abc", "x" * 27, "!" * 27, "=" * 27, "a" * 28, "é" * 27])
+def test_malformed_is_refused(junk: str) -> None:
+    assert TokenCodec(SECRET).decode(junk) is None
+
+
+def test_another_key_is_refused() -> None:
+    token = TokenCodec("another-secret-entirely-0123456789abcdef").encode(123)
+    assert TokenCodec(SECRET).decode(token) is None
+
+
+def test_presented_tokens_take_the_highest_and_flag_forgeries() -> None:
+    codec = TokenCodec(SECRET)
+    assert PresentedTokens.read(codec, []) == PresentedTokens()
+    both = PresentedTokens.read(codec, [codec.encode(5), codec.encode(9)])
+    assert both == PresentedTokens(lsn=9, invalid=False)
+    assert PresentedTokens.read(codec, [codec.encode(5), "forged"]).invalid is True
+
+
+def test_write_memory_expires_and_keeps_the_highest_position() -> None:
+    memory = WriteMemory(ttl=0.2)
+    memory.remember("u1", 100)
+    memory.remember("u1", 50)  # an older position never lowers what the user must see
+    assert memory.recall("u1") == 100
+    assert memory.recall("u2") is None
+    time.sleep(0.25)
+    assert memory.recall("u1") is None
+
+
+def test_write_memory_is_bounded() -> None:
+    memory = WriteMemory(ttl=60, max_entries=3)
+    for i in range(10):
+        memory.remember(f"u{i}", i)
+    assert len(memory) == 3
+    assert memory.recall("u9") == 9
+    assert memory.recall("u0") is None

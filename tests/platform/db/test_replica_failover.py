@@ -1,0 +1,133 @@
+"""The replica dies in the middle of reads: nobody notices but the metrics and /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.platform.config import Settings
+from tests.helpers import wait_for
+from tests.platform.db.conftest import CHECK_INTERVAL, client, gauge, routes, running
+from tools.pgstack import Stack
+
+READS = 200
+WORKERS = 4
+
+
+@pytest.fixture
+def replica_restored(notes_table: Stack) -> Iterator[Stack]:
+    try:
+        yield notes_table
+    finally:
+        notes_table.replica.start()
+
+
+@pytest.mark.slow
+async def test_replica_stopped_mid_reads_then_restarted(
+    routing_settings: Settings, replica_restored: Stack
+) -> None:
+    stack = replica_restored
+    async with running(routing_settings) as app, client(app) as anonymous:
+        async with client(app, uuid.uuid4()) as writer:
+            resp = await writer.post("/_test/notes", json={"body": "steady"})
+            note_id = resp.json()["id"]
+
+        async def replicated() -> bool:
+            r = await anonymous.get(f"/_test/notes/{note_id}")
+            return r.json()["body"] == "steady" and r.json()["served_by"] == "replica"
+
+        await wait_for(replicated, timeout=10)
+        fallbacks_before = routes("primary", "replica_error") + routes(
+            "primary", "replica_unhealthy"
+        )
+        results: list[httpx.Response] = []
+        stopped = asyncio.Event()
+
+        async def reader(count: int) -> None:
+            for _ in range(count):
+                results.append(await anonymous.get(f"/_test/notes/{note_id}"))
+                # Paced so that the stop lands mid-run, with reads on both sides of it.
+                await asyncio.sleep(0.005 if stopped.is_set() else 0.02)
+
+        async def stopper() -> None:
+            await wait_for(lambda: _at_least(results, READS // 4), timeout=30, interval=0.005)
+            await asyncio.to_thread(stack.replica.stop)
+            stopped.set()
+
+        await asyncio.gather(stopper(), *(reader(READS // WORKERS) for _ in range(WORKERS)))
+
+        assert len(results) == READS
+        failures = [r for r in results if r.status_code != 200 or r.json()["body"] != "steady"]
+        assert failures == []
+        served = [r.json()["served_by"] for r in results]
+        assert "replica" in served
+        assert served[-1] == "primary"
+        # Every read the primary served was a counted fall back.
+        fallbacks = routes("primary", "replica_error") + routes("primary", "replica_unhealthy")
+        assert fallbacks - fallbacks_before == served.count("primary")
+
+        ready = (await anonymous.get("/readyz")).json()
+        assert ready["status"] == "degraded"
+        assert ready["checks"]["replica"]["status"] == "down"
+        assert ready["checks"]["replica"]["healthy"] is False
+        assert ready["checks"]["replica"]["routing"] == "primary"
+        assert ready["checks"]["replica"]["error"]
+        assert gauge("db_replica_healthy") == 0
+
+        await asyncio.to_thread(stack.replica.start)
+        started = time.monotonic()
+
+        async def on_replica() -> bool:
+            r = await anonymous.get(f"/_test/notes/{note_id}")
+            assert r.status_code == 200
+            return r.json()["served_by"] == "replica"
+
+        await wait_for(on_replica, timeout=10, interval=0.02)
+        elapsed = time.monotonic() - started
+        # One interval until the next check, plus the check's own round trips on a busy machine.
+        assert elapsed < CHECK_INTERVAL + 0.5, elapsed
+        assert gauge("db_replica_healthy") == 1
+        ready = (await anonymous.get("/readyz")).json()
+        assert ready["status"] == "ok"
+        assert ready["checks"]["replica"]["status"] == "up"
+
+
+async def _at_least(results: list[httpx.Response], n: int) -> bool:
+    return len(results) >= n
+
+
+async def test_replica_failure_during_a_read_is_retried_on_the_primary(
+    routing_settings: Settings, replica_restored: Stack
+) -> None:
+    """The very first read after the replica vanished: the monitor has not noticed yet."""
+    stack = replica_restored
+    slow = routing_settings.model_copy(update={"db_replica_check_interval_seconds": 60.0})
+    async with running(slow) as app, client(app) as anonymous:
+        async with client(app, uuid.uuid4()) as writer:
+            note_id = (await writer.post("/_test/notes", json={"body": "retry"})).json()["id"]
+
+        async def replicated() -> bool:
+            r = await anonymous.get(f"/_test/notes/{note_id}")
+            return r.json()["served_by"] == "replica" and r.json()["body"] == "retry"
+
+        await wait_for(replicated, timeout=10)
+        assert app.state.db.monitor.state.healthy
+        await asyncio.to_thread(stack.replica.stop)
+        before = routes("primary", "replica_error")
+        resp = await anonymous.get(f"/_test/notes/{note_id}")
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {
+            "body": "retry",
+            "served_by": "primary",
+            "target": "primary",
+            "reason": "replica_error",
+        }
+        assert routes("primary", "replica_error") == before + 1
+        # The failure also tells the monitor: the next read goes straight to the primary.
+        resp = await anonymous.get(f"/_test/notes/{note_id}")
+        assert resp.json()["reason"] == "replica_unhealthy"
