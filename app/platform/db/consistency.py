@@ -53,6 +53,10 @@ class TokenCodec:
             blob = base64.urlsafe_b64decode(token + "=")
         except (binascii.Error, ValueError):
             return None
+        # Only the canonical spelling counts: the last character's spare bits would otherwise
+        # let a different string decode to the same, valid, bytes.
+        if base64.urlsafe_b64encode(blob).rstrip(b"=").decode() != token:
+            return None
         raw, mac = blob[:_LSN_BYTES], blob[_LSN_BYTES:]
         if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, self._mac(raw)):
             return None
