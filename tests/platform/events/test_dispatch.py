@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 
@@ -60,7 +61,8 @@ async def test_500_events_4_dispatchers_each_pair_delivered_once(probe: Probe) -
     for name in names:
         effects = await probe.effects(name)
         per_event = Counter(event_id for event_id, _ in effects)
-        assert len(per_event) == 500 and set(per_event.values()) == {1}, name
+        assert len(per_event) == 500, name
+        assert set(per_event.values()) == {1}, name
         assert set(per_event) == set(event_ids)
     workers = await probe.scalar(
         "SELECT count(DISTINCT worker) FROM test_event_effect WHERE listener = ANY(:names)",
@@ -111,10 +113,12 @@ async def test_failing_listener_backs_off_fails_and_resubmit_delivers(
             assert failed["attempts"] == 3
             assert "RuntimeError: listener bug" in str(failed["last_error"])
             assert await probe.effects(broken) == []
-            gaps = [b - a for a, b in zip(attempts_at, attempts_at[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
             # Equal jitter: retry n waits between half and all of base * 2^(n-1).
-            assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps
-            assert _deliveries(broken, "retry") == 2 and _deliveries(broken, "failed") == 1
+            assert gaps[0] >= 0.1, gaps
+            assert gaps[1] >= 0.2, gaps
+            assert _deliveries(broken, "retry") == 2
+            assert _deliveries(broken, "failed") == 1
             assert _deliveries(healthy, "delivered") == 1
 
             async with probe.engine.begin() as conn:
@@ -242,7 +246,8 @@ async def test_delivery_metrics_and_outbox_gauges(probe: Probe) -> None:
         await wait_for(gauges_settled, timeout=10)
         await asyncio.sleep(0.3)
         age = METRICS.get_sample_value("outbox_oldest_pending_age_seconds")
-        assert age is not None and age > 0.2
+        assert age is not None
+        assert age > 0.2
     assert _deliveries(fine, "delivered") == 3
     assert _deliveries(stuck, "retry") == 3
     count = METRICS.get_sample_value("event_delivery_duration_seconds_count", {"listener": fine})
