@@ -95,7 +95,8 @@ async def test_worker_killed_mid_delivery_loses_and_doubles_nothing(
 
     delivered = (
         "SELECT count(*) FROM platform_event_delivery d JOIN platform_outbox_event e"
-        " ON e.id = d.event_id WHERE d.status = 'done' AND e.payload->>'user_id' = CAST(:user AS text)"
+        " ON e.id = d.event_id WHERE d.status = 'done'"
+        " AND e.payload->>'user_id' = CAST(:user AS text)"
     )
     in_flight = (
         "SELECT count(*) FROM platform_event_delivery d JOIN platform_outbox_event e"
