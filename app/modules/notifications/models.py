@@ -29,7 +29,8 @@ class Notification(Base):
     # What asked for it (an event delivery id): a retried delivery finds it instead of a twin.
     source_key: Mapped[str | None] = mapped_column(Text, unique=True)
     read_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The clock, not the transaction start: notifications made together keep their order.
+    created_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp())
 
 
 class DeliveryAttempt(Base):
