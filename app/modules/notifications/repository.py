@@ -139,7 +139,7 @@ async def preferences(session: AsyncSession, user_id: uuid.UUID) -> dict[str, bo
     rows = await session.execute(
         select(Preference.category, Preference.email_enabled).where(Preference.user_id == user_id)
     )
-    return dict(rows.tuples().all())
+    return {row[0]: row[1] for row in rows}
 
 
 async def email_enabled(session: AsyncSession, user_id: uuid.UUID, category: str) -> bool:
