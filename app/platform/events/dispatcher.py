@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Text, bindparam, text
+from sqlalchemy import CursorResult, Integer, Result, Text, Uuid, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -60,6 +60,15 @@ _MARK_DONE = text(
     "UPDATE platform_event_delivery SET status = 'done', finished_at = now(), last_error = NULL"
     " WHERE id = :id AND attempts = :attempt AND status = 'pending'"
 )
+_MARK_DONE_MANY = text(
+    """
+    UPDATE platform_event_delivery AS d
+    SET status = 'done', finished_at = now(), last_error = NULL
+    FROM unnest(:ids, :attempts) AS claimed(id, attempt)
+    WHERE d.id = claimed.id AND d.attempts = claimed.attempt AND d.status = 'pending'
+    RETURNING d.id
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("attempts", type_=ARRAY(Integer)))
 _MARK_RETRY = text(
     "UPDATE platform_event_delivery"
     " SET available_at = now() + make_interval(secs => :delay), last_error = :error"
@@ -81,6 +90,46 @@ class _Claim:
     event_version: int
     payload: dict[str, Any]
     published_at: datetime
+
+
+class _DoneMarker:
+    """Marks done, many per statement, the deliveries whose listener left no work to commit.
+
+    Whatever queues up while one statement runs goes into the next: under load the batches
+    grow by themselves, and an idle dispatcher still marks a lone delivery at once.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._queue: list[tuple[_Claim, asyncio.Future[bool]]] = []
+        self._queued = asyncio.Event()
+
+    async def mark(self, claim: _Claim) -> bool:
+        """True once marked; False when a newer attempt superseded this one."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((claim, future))
+        self._queued.set()
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            params = {"ids": [c.id for c, _ in batch], "attempts": [c.attempt for c, _ in batch]}
+            try:
+                async with self.engine.begin() as conn:
+                    marked = set((await conn.execute(_MARK_DONE_MANY, params)).scalars())
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for claim, future in batch:
+                if not future.done():
+                    future.set_result(claim.id in marked)
 
 
 class _Permanent(Exception):
@@ -127,6 +176,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._marker = _DoneMarker(self.engine)
 
     @property
     def listening(self) -> asyncio.Event:
@@ -144,6 +194,7 @@ class Dispatcher:
         helpers = [
             asyncio.create_task(self.wakeup.run(), name=f"{self.name}-listen"),
             asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"),
+            asyncio.create_task(self._marker.run(), name=f"{self.name}-marker"),
         ]
         log.info("dispatcher_started", dispatcher=self.name, listeners=names)
         try:
@@ -225,47 +276,65 @@ class Dispatcher:
         if claim.attempt > max_attempts:
             # The previous attempt's dispatcher died holding the lease: it counted.
             return await self._fail(listener, claim, "the dispatcher running the last attempt died")
-        async with AsyncSession(self.engine, expire_on_commit=False, autoflush=False) as session:
-            timeout = asyncio.timeout(self.policy.timeout_for(listener))
-            try:
-                event = self._decode(listener, claim)
-                async with timeout:
-                    await listener.handler(event, self._delivery(claim, session))
-                    marked = await session.execute(_MARK_DONE, params)
-            except Retry as exc:
-                # The listener's work stays; the delivery comes back after the backoff.
-                error = _describe(exc)
-                if claim.attempt >= max_attempts:
-                    marked = await session.execute(_MARK_FAILED, {**params, "error": error})
-                    outcome = "failed"
-                else:
-                    delay = self.policy.backoff(claim.attempt)
-                    marked = await session.execute(
-                        _MARK_RETRY, {**params, "delay": delay, "error": error}
-                    )
-                    outcome = "retry"
-                return await self._commit_if_current(session, _rowcount(marked), claim, outcome)
-            except _Permanent as exc:
-                await _rollback(session)
-                return await self._fail(listener, claim, str(exc))
-            except Exception as exc:
-                await _rollback(session)
-                if timeout.expired():
-                    error = f"timed out after {self.policy.timeout_for(listener)}s"
-                else:
-                    error = _describe(exc)
-                log.warning(
-                    "event_delivery_failed",
-                    listener=listener.name,
-                    delivery_id=str(claim.id),
-                    attempt=claim.attempt,
-                    error=error,
-                    exc_info=not timeout.expired(),
-                )
-                if claim.attempt >= max_attempts:
-                    return await self._fail(listener, claim, error)
-                return await self._retry(claim, error)
+        delivery = Delivery(
+            id=claim.id,
+            event_id=claim.event_id,
+            listener=claim.listener,
+            attempt=claim.attempt,
+            published_at=claim.published_at,
+            session_factory=self._new_session,
+        )
+        timeout = asyncio.timeout(self.policy.timeout_for(listener))
+        try:
+            event = self._decode(listener, claim)
+            async with timeout:
+                await listener.handler(event, delivery)
+                session = delivery.opened_session
+                if session is None:
+                    # No database work to commit with the mark: mark it with others.
+                    return "delivered" if await self._marker.mark(claim) else None
+                marked = await session.execute(_MARK_DONE, params)
             return await self._commit_if_current(session, _rowcount(marked), claim, "delivered")
+        except Retry as exc:
+            # The listener's work stays; the delivery comes back after the backoff.
+            error = _describe(exc)
+            session = delivery.session
+            if claim.attempt >= max_attempts:
+                marked = await session.execute(_MARK_FAILED, {**params, "error": error})
+                outcome = "failed"
+            else:
+                delay = self.policy.backoff(claim.attempt)
+                marked = await session.execute(
+                    _MARK_RETRY, {**params, "delay": delay, "error": error}
+                )
+                outcome = "retry"
+            return await self._commit_if_current(session, _rowcount(marked), claim, outcome)
+        except _Permanent as exc:
+            await _rollback(delivery.opened_session)
+            return await self._fail(listener, claim, str(exc))
+        except Exception as exc:
+            await _rollback(delivery.opened_session)
+            if timeout.expired():
+                error = f"timed out after {self.policy.timeout_for(listener)}s"
+            else:
+                error = _describe(exc)
+            log.warning(
+                "event_delivery_failed",
+                listener=listener.name,
+                delivery_id=str(claim.id),
+                attempt=claim.attempt,
+                error=error,
+                exc_info=not timeout.expired(),
+            )
+            if claim.attempt >= max_attempts:
+                return await self._fail(listener, claim, error)
+            return await self._retry(claim, error)
+        finally:
+            if delivery.opened_session is not None:
+                await delivery.opened_session.close()
+
+    def _new_session(self) -> AsyncSession:
+        return AsyncSession(self.engine, expire_on_commit=False, autoflush=False)
 
     async def _commit_if_current(
         self, session: AsyncSession, marked: int, claim: _Claim, outcome: str
@@ -288,17 +357,6 @@ class Dispatcher:
             return kind.model_validate(claim.payload)
         except ValueError as exc:
             raise _Permanent(f"the payload does not match {kind.__name__}: {exc}") from exc
-
-    @staticmethod
-    def _delivery(claim: _Claim, session: AsyncSession) -> Delivery:
-        return Delivery(
-            id=claim.id,
-            event_id=claim.event_id,
-            listener=claim.listener,
-            attempt=claim.attempt,
-            published_at=claim.published_at,
-            session=session,
-        )
 
     async def _retry(self, claim: _Claim, error: str) -> str | None:
         delay = self.policy.backoff(claim.attempt)
@@ -352,8 +410,10 @@ class Dispatcher:
             await asyncio.sleep(self.policy.gauge_interval_seconds)
 
 
-async def _rollback(session: AsyncSession) -> None:
+async def _rollback(session: AsyncSession | None) -> None:
     """Roll back an attempt whose connection may be broken (a cut query, a lost server)."""
+    if session is None:
+        return
     try:
         await session.rollback()
     except Exception:

@@ -45,21 +45,46 @@ class Retry(Exception):
     """
 
 
-@dataclass(frozen=True, slots=True)
 class Delivery:
     """One attempt to hand one event to one listener.
 
     ``id`` is stable across attempts: an idempotent listener keys its side effects on it.
-    ``session`` is on the primary; its work commits in the same transaction that marks the
-    delivery done, so database side effects happen exactly once.
+    ``session`` (opened on first use) is on the primary; its work commits in the same
+    transaction that marks the delivery done, so database side effects happen exactly once.
+    A listener that never touches it costs no transaction of its own: its delivery is marked
+    done together with others.
     """
 
-    id: uuid.UUID
-    event_id: uuid.UUID
-    listener: str
-    attempt: int
-    published_at: datetime
-    session: AsyncSession
+    __slots__ = ("_factory", "_session", "attempt", "event_id", "id", "listener", "published_at")
+
+    def __init__(
+        self,
+        *,
+        id: uuid.UUID,
+        event_id: uuid.UUID,
+        listener: str,
+        attempt: int,
+        published_at: datetime,
+        session_factory: Callable[[], AsyncSession],
+    ) -> None:
+        self.id = id
+        self.event_id = event_id
+        self.listener = listener
+        self.attempt = attempt
+        self.published_at = published_at
+        self._factory = session_factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._factory()
+        return self._session
+
+    @property
+    def opened_session(self) -> AsyncSession | None:
+        """The session if the listener used it, else ``None``."""
+        return self._session
 
 
 Handler = Callable[[E, Delivery], Awaitable[None]]
