@@ -10,8 +10,10 @@ it, then measures:
 2. throughput: a backlog of N events released at once to 1 and then 4 dispatcher processes
    (each ``--concurrency`` deliveries in flight); deliveries per second until all are done.
 
-The listener does no work of its own, so the figures measure the machinery: claim, decode,
-transaction per delivery, mark done. Figures vary with the machine; compare them side by side.
+Throughput is measured twice: with a listener that does no database work (the machinery alone:
+claim, decode, call, mark done in batches) and with one that inserts a row through the
+delivery's session (a transaction per delivery: the row and the done mark commit together).
+Figures vary with the machine; compare them side by side.
 """
 
 from __future__ import annotations
@@ -55,9 +57,17 @@ async def _noop(event: BenchTick, delivery: Delivery) -> None:
     return None
 
 
-def _registry(listener: str) -> ListenerRegistry:
+async def _write(event: BenchTick, delivery: Delivery) -> None:
+    """A listener with a database side effect, committed with its delivery."""
+    await delivery.session.execute(
+        text("INSERT INTO bench_effect (delivery_id, seq) VALUES (:d, :s)"),
+        {"d": delivery.id, "s": event.seq},
+    )
+
+
+def _registry(listener: str, kind: str = "noop") -> ListenerRegistry:
     registry = ListenerRegistry()
-    registry.subscribe(BenchTick, _noop, name=listener)
+    registry.subscribe(BenchTick, _write if kind == "write" else _noop, name=listener)
     return registry
 
 
@@ -113,21 +123,30 @@ async def _backlog(engine: AsyncEngine, registry: ListenerRegistry, count: int) 
             await session.commit()
 
 
-async def throughput(url: str, events: int, dispatchers: int, concurrency: int) -> float:
+def _spawn(url: str, listener: str, concurrency: int, kind: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.events", "dispatch", url, listener, str(concurrency), kind],
+        cwd=ROOT,
+        env={**os.environ, "APP_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def throughput(
+    url: str, events: int, dispatchers: int, concurrency: int, kind: str = "noop"
+) -> float:
     listener = f"bench.load_{uuid.uuid4().hex[:6]}"
     engine = create_async_engine(url)
-    await _backlog(engine, _registry(listener), events)
-    env = {**os.environ, "APP_LOG_LEVEL": "WARNING"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.events", "dispatch", url, listener, str(concurrency)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS bench_effect"
+                " (delivery_id uuid PRIMARY KEY, seq int NOT NULL)"
+            )
         )
-        for _ in range(dispatchers)
-    ]
+    await _backlog(engine, _registry(listener), events)
+    procs = [_spawn(url, listener, concurrency, kind) for _ in range(dispatchers)]
     try:
         for proc in procs:
             assert proc.stdout is not None
@@ -155,10 +174,6 @@ async def throughput(url: str, events: int, dispatchers: int, concurrency: int) 
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
-        if os.environ.get("BENCH_CPU"):
-            ticks = os.sysconf("SC_CLK_TCK")
-            cpu = [sum(int(x) for x in Path(f"/proc/{p.pid}/stat").read_text().split()[13:15]) / ticks for p in procs]
-            print(f"    dispatcher CPU seconds: {cpu}, wall {elapsed:.2f}s")
     finally:
         for proc in procs:
             proc.terminate()
@@ -168,7 +183,7 @@ async def throughput(url: str, events: int, dispatchers: int, concurrency: int) 
     return events / elapsed
 
 
-async def dispatch(url: str, listener: str, concurrency: int) -> None:
+async def dispatch(url: str, listener: str, concurrency: int, kind: str) -> None:
     """A dispatcher process for the throughput run; says "ready" once it listens."""
     import signal
 
@@ -177,7 +192,7 @@ async def dispatch(url: str, listener: str, concurrency: int) -> None:
     configure_logging(_settings(url))  # logs to stderr: stdout carries "ready"
     dispatcher = Dispatcher(
         _settings(url),
-        _registry(listener),
+        _registry(listener, kind),
         policy=DeliveryPolicy(concurrency=concurrency, poll_interval_seconds=0.5),
         name="bench",
     )
@@ -196,7 +211,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "dispatch":
-        asyncio.run(dispatch(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        asyncio.run(dispatch(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="backlog per throughput run")
@@ -207,9 +222,8 @@ def main() -> None:
     from alembic import command
 
     from app.platform.db.migrations import alembic_config
-    from tools.pgstack import temporary_stack
-
     from app.platform.observability.logging import configure_logging
+    from tools.pgstack import temporary_stack
 
     configure_logging(_settings("postgresql+asyncpg://x@127.0.0.1/x"))
     stack = temporary_stack()
@@ -221,14 +235,15 @@ def main() -> None:
         print(f"commit-to-listener latency, idle ({len(lat)} events):")
         print(f"  p50 {p50:.1f} ms   p99 {p99:.1f} ms   mean {statistics.mean(lat) * 1000:.1f} ms")
         print(f"  target p50 < 50 ms: {'met' if p50 < 50 else 'MISSED'}")
-        for n in (1, 4):
-            rate = asyncio.run(throughput(stack.primary_url, args.events, n, args.concurrency))
-            verdict = "met" if rate >= 2000 else "MISSED"
-            print(
-                f"sustained deliveries, {n} dispatcher{'s' if n > 1 else ''} x"
-                f" {args.concurrency} in flight ({args.events} events): {rate:,.0f}/s"
-                f"   target >= 2,000/s: {verdict}"
-            )
+        print(f"sustained deliveries ({args.events} events, {args.concurrency} in flight each):")
+        for kind, what in (("noop", "no database work"), ("write", "one INSERT, same tx")):
+            for n in (1, 4):
+                rate = asyncio.run(
+                    throughput(stack.primary_url, args.events, n, args.concurrency, kind)
+                )
+                verdict = "met" if rate >= 2000 else "MISSED"
+                target = f"   target >= 2,000/s: {verdict}" if kind == "noop" else ""
+                print(f"  listener with {what}, {n} dispatcher(s): {rate:,.0f}/s{target}")
     finally:
         stack.clean()
 
