@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from app.modules.notifications.interface import NotificationRequested
 from app.platform.config import Settings
 from app.platform.events import ListenerRegistry, publish
 from tests.helpers import wait_for
+from tests.modules.notifications.smtp_sink import serve_smtp
 from tests.platform.events.conftest import Probe, ProbeHappened, effect_listener
 from tools.pgstack import Stack
 
@@ -36,10 +37,11 @@ def _env(stack: Stack, **extra: str) -> dict[str, str]:
     }
 
 
-def _start_worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(stack: Stack, log: Path, smtp_port: int) -> subprocess.Popen[bytes]:
     env = _env(
         stack,
-        APP_EMAIL_BACKEND="memory",
+        APP_EMAIL_BACKEND="smtp",
+        APP_SMTP_PORT=str(smtp_port),
         APP_EVENTS_CONCURRENCY="8",
         # The lease of a killed worker's deliveries runs out after timeout + 2 s of grace.
         APP_EVENTS_LISTENER_TIMEOUT_SECONDS="2",
@@ -104,16 +106,11 @@ async def test_worker_killed_mid_delivery_loses_and_doubles_nothing(
         " AND e.payload->>'user_id' = CAST(:user AS text)"
     )
     log = tmp_path / "worker.log"
-    workers.append(_start_worker(migrated, log))
-    await wait_for(lambda: _at_least(count, delivered, 40), timeout=30, interval=0.01)
-    workers[0].send_signal(signal.SIGKILL)
-    workers[0].wait()
-    done_at_kill = await count(delivered)
-    assert done_at_kill < total, "the worker finished before it could be killed"
-    assert await count(in_flight) > 0, "nothing was in flight when the worker died"
-
-    workers.append(_start_worker(migrated, log))
-    await wait_for(lambda: _at_least(count, delivered, total), timeout=60, interval=0.1)
+    # Every email takes the SMTP server 20 ms: deliveries are in flight when the kill lands.
+    async with serve_smtp(delay=0.02) as (smtp, port):
+        await _kill_and_restart(migrated, log, port, workers, count, delivered, in_flight, total)
+        recipients = {str(m["To"]) for m in smtp.messages}
+        assert recipients == {f"user{i}@example.com" for i in range(total)}  # no email lost
     notifications = await count(
         "SELECT count(*) FROM notifications_notification WHERE user_id = :user"
     )
@@ -121,6 +118,8 @@ async def test_worker_killed_mid_delivery_loses_and_doubles_nothing(
         "SELECT count(*) FROM notifications_delivery_attempt a JOIN notifications_notification n"
         " ON n.id = a.notification_id WHERE n.user_id = :user AND a.status = 'sent'"
     )
+    # The database side effects exactly once; emails at least once (a killed attempt may have
+    # sent one whose record rolled back).
     assert notifications == total
     assert emails_recorded == total
     assert await count(in_flight) == 0
@@ -129,8 +128,31 @@ async def test_worker_killed_mid_delivery_loses_and_doubles_nothing(
     assert workers[1].wait(timeout=20) == 0, log.read_text()
 
 
-async def _at_least(count: object, sql: str, n: int) -> bool:
-    return await count(sql) >= n  # type: ignore[operator]
+async def _kill_and_restart(
+    migrated: Stack,
+    log: Path,
+    port: int,
+    workers: list[subprocess.Popen[bytes]],
+    count: Callable[[str], Awaitable[int]],
+    delivered: str,
+    in_flight: str,
+    total: int,
+) -> None:
+    workers.append(_start_worker(migrated, log, port))
+    await wait_for(lambda: _at_least(count, delivered, 40), timeout=30, interval=0.01)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    done_at_kill = await count(delivered)
+    assert done_at_kill < total, "the worker finished before it could be killed"
+    claimed = await count(in_flight)
+    assert claimed > 0, "nothing was in flight when the worker died"
+
+    workers.append(_start_worker(migrated, log, port))
+    await wait_for(lambda: _at_least(count, delivered, total), timeout=60, interval=0.1)
+
+
+async def _at_least(count: Callable[[str], Awaitable[int]], sql: str, n: int) -> bool:
+    return await count(sql) >= n
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
