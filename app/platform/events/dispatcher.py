@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Integer, Result, Text, Uuid, bindparam, text
+from sqlalchemy import CursorResult, Result, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.platform.config import Settings
 from app.platform.events import admin
+from app.platform.events.batching import DoneMarker
 from app.platform.events.metrics import DELIVERIES, DELIVERY_DURATION, OUTBOX_OLDEST_PENDING_AGE
 from app.platform.events.metrics import OUTBOX_PENDING as PENDING_GAUGE
 from app.platform.events.outbox import NOTIFY_CHANNEL
@@ -60,15 +61,6 @@ _MARK_DONE = text(
     "UPDATE platform_event_delivery SET status = 'done', finished_at = now(), last_error = NULL"
     " WHERE id = :id AND attempts = :attempt AND status = 'pending'"
 )
-_MARK_DONE_MANY = text(
-    """
-    UPDATE platform_event_delivery AS d
-    SET status = 'done', finished_at = now(), last_error = NULL
-    FROM unnest(:ids, :attempts) AS claimed(id, attempt)
-    WHERE d.id = claimed.id AND d.attempts = claimed.attempt AND d.status = 'pending'
-    RETURNING d.id
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("attempts", type_=ARRAY(Integer)))
 _MARK_RETRY = text(
     "UPDATE platform_event_delivery"
     " SET available_at = now() + make_interval(secs => :delay), last_error = :error"
@@ -90,46 +82,6 @@ class _Claim:
     event_version: int
     payload: dict[str, Any]
     published_at: datetime
-
-
-class _DoneMarker:
-    """Marks done, many per statement, the deliveries whose listener left no work to commit.
-
-    Whatever queues up while one statement runs goes into the next: under load the batches
-    grow by themselves, and an idle dispatcher still marks a lone delivery at once.
-    """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._queue: list[tuple[_Claim, asyncio.Future[bool]]] = []
-        self._queued = asyncio.Event()
-
-    async def mark(self, claim: _Claim) -> bool:
-        """True once marked; False when a newer attempt superseded this one."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((claim, future))
-        self._queued.set()
-        return await future
-
-    async def run(self) -> None:
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            batch, self._queue = self._queue, []
-            if not batch:
-                continue
-            params = {"ids": [c.id for c, _ in batch], "attempts": [c.attempt for c, _ in batch]}
-            try:
-                async with self.engine.begin() as conn:
-                    marked = set((await conn.execute(_MARK_DONE_MANY, params)).scalars())
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for claim, future in batch:
-                if not future.done():
-                    future.set_result(claim.id in marked)
 
 
 class _Permanent(Exception):
@@ -176,7 +128,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._marker = _DoneMarker(self.engine)
+        self._marker = DoneMarker(self.engine)
 
     @property
     def listening(self) -> asyncio.Event:
@@ -292,7 +244,7 @@ class Dispatcher:
                 session = delivery.opened_session
                 if session is None:
                     # No database work to commit with the mark: mark it with others.
-                    return "delivered" if await self._marker.mark(claim) else None
+                    return "delivered" if await self._marker.mark(claim.id, claim.attempt) else None
                 marked = await session.execute(_MARK_DONE, params)
             return await self._commit_if_current(session, _rowcount(marked), claim, "delivered")
         except Retry as exc:
