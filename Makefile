@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ test-fast: $(STAMP) ## the tests alone, without lint
 
 bench-replica: $(STAMP) ## share of statements on the primary, replica routing on vs off (90% reads)
 	$(PY) -m bench.replica_routing $(BENCH_ARGS)
+
+bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveries per second
+	$(PY) -m bench.events $(BENCH_ARGS)

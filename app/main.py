@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from app.platform.config import Settings, get_settings
 from app.platform.db import Database
 from app.platform.db.consistency import ConsistencyTokenMiddleware
 from app.platform.errors import install_error_handlers
+from app.platform.events.dispatcher import Dispatcher
 from app.platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.platform.observability.logging import configure_logging, get_logger
 
@@ -22,15 +24,23 @@ log = get_logger("app")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    bootstrap.subscribe_listeners(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings)
         await app.state.db.monitor.start()
+        dispatcher: asyncio.Task[None] | None = None
+        if settings.events_dispatcher_enabled:
+            app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
+            dispatcher = asyncio.create_task(app.state.dispatcher.run(), name="dispatcher")
         log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
         try:
             yield
         finally:
+            if dispatcher is not None:
+                app.state.dispatcher.stop()
+                await dispatcher
             await app.state.db.dispose()
             log.info("shutdown")
 

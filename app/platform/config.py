@@ -87,6 +87,29 @@ class Settings(BaseSettings):
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    # Events: the outbox dispatcher (app/platform/events).
+    events_dispatcher_enabled: bool = Field(
+        default=True, description="run a dispatcher inside each app process"
+    )
+    events_concurrency: int = Field(default=16, ge=1, le=256)
+    events_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    events_listener_timeout_seconds: float = Field(default=30.0, gt=0)
+    events_max_attempts: int = Field(default=10, ge=1)
+    events_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    events_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    events_retention_hours: float = Field(default=168.0, gt=0)
+    events_prune_interval_seconds: float = Field(default=600.0, gt=0)
+
+    # Notifications: how email leaves the process.
+    email_backend: Literal["console", "smtp", "memory"] = "console"
+    email_from: str = "SaaS backend <no-reply@example.com>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @property
     def is_dev(self) -> bool:
         return self.env in ("development", "test")

@@ -10,16 +10,10 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from app.platform.events import Event
 
 
-class _AuthEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: ClassVar[str]
-    version: ClassVar[int] = 1
-
-
-class UserSignedUp(_AuthEvent):
+class UserSignedUp(Event):
     """A new account exists; its owner must confirm the address with ``verification_url``."""
 
     name: ClassVar[str] = "auth.user_signed_up"
@@ -29,13 +23,13 @@ class UserSignedUp(_AuthEvent):
     expires_at: datetime
 
 
-class EmailVerified(_AuthEvent):
+class EmailVerified(Event):
     name: ClassVar[str] = "auth.email_verified"
     user_id: uuid.UUID
     email: str
 
 
-class PasswordResetRequested(_AuthEvent):
+class PasswordResetRequested(Event):
     """Someone asked to reset this account's password; the link goes to the account's address."""
 
     name: ClassVar[str] = "auth.password_reset_requested"

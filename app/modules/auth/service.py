@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +37,7 @@ from app.platform.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from app.platform.events import publish
 from app.platform.ratelimit import Limit, RateLimiter
 from app.platform.security import ROLE_ADMIN, ROLE_MEMBER, create_access_token
 
@@ -65,11 +65,6 @@ def normalize_email(email: str) -> str:
 
 def roles_of(user: User) -> list[str]:
     return [ROLE_ADMIN, ROLE_MEMBER] if user.role == ROLE_ADMIN else [ROLE_MEMBER]
-
-
-def _emit(session: AsyncSession, event: BaseModel) -> None:
-    """Publish an auth event in the caller's transaction."""
-    session.info.setdefault("pending_events", []).append(event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +145,7 @@ class AuthService:
         raw, expires_at = self._one_time_token(
             user.id, PURPOSE_VERIFY_EMAIL, self._verification_ttl
         )
-        _emit(
+        await publish(
             self.session,
             UserSignedUp(
                 user_id=user.id,
@@ -193,7 +188,7 @@ class AuthService:
             raise InvalidToken()
         if user.email_verified_at is None:
             user.email_verified_at = datetime.now(UTC)
-            _emit(self.session, EmailVerified(user_id=user.id, email=user.email))
+            await publish(self.session, EmailVerified(user_id=user.id, email=user.email))
             metrics.SIGNUPS.labels(stage="verified").inc()
         await self.session.flush()
 
@@ -289,7 +284,7 @@ class AuthService:
         # Only the newest link works.
         await self.repo.retire_one_time_tokens(user.id, PURPOSE_PASSWORD_RESET)
         raw, expires_at = self._one_time_token(user.id, PURPOSE_PASSWORD_RESET, self._reset_ttl)
-        _emit(
+        await publish(
             self.session,
             PasswordResetRequested(
                 user_id=user.id,

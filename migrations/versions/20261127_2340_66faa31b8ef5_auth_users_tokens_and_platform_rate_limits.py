@@ -3,7 +3,7 @@
 Every token column holds a SHA-256 digest, never the token itself.
 
 Revision ID: 66faa31b8ef5
-Revises: 835ba55baa2f
+Revises: 8a4e6c0b2d31
 Create Date: 2026-11-27 23:25:08.177148+00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "66faa31b8ef5"
-down_revision: str | None = "835ba55baa2f"
+down_revision: str | None = "8a4e6c0b2d31"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,84 @@
+"""Notifications fixtures: an app with the in-memory email sender and a fast dispatcher."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from app.main import create_app
+from app.modules.notifications.senders import MEMORY_SENDER, MemoryEmailSender
+from app.platform.config import Settings
+from app.platform.security import create_access_token
+from tests.helpers import make_settings
+from tools.pgstack import Stack
+
+
+@pytest.fixture(scope="session")
+def notif_settings(migrated: Stack) -> Settings:
+    return make_settings(
+        migrated,
+        email_backend="memory",
+        events_poll_interval_seconds=0.1,
+        events_backoff_base_seconds=0.05,
+        events_max_attempts=5,
+    )
+
+
+@pytest.fixture
+async def notif_app(notif_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(notif_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def api(notif_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=notif_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def outbox() -> Iterator[MemoryEmailSender]:
+    MEMORY_SENDER.sent.clear()
+    MEMORY_SENDER.fail_next = 0
+    yield MEMORY_SENDER
+    MEMORY_SENDER.fail_next = 0
+
+
+def bearer(settings: Settings, user_id: uuid.UUID) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_access_token(settings, user_id, ['member'])}"}
+
+
+@contextmanager
+def max_queries(app: FastAPI, budget: int) -> Iterator[list[str]]:
+    """Fail if more than ``budget`` SQL statements run, on the primary and the replica together.
+
+    A local stand-in until the platform's observability helper lands.
+    """
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engines: list[Engine] = [app.state.db.primary.sync_engine]
+    if app.state.db.replica is not None:
+        engines.append(app.state.db.replica.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) <= budget, f"{len(statements)} queries > {budget}:\n" + "\n".join(
+        statements
+    )
