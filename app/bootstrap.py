@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from app.modules.auth.interface import PasswordResetRequested, UserSignedUp
+from app.modules.auth.router import router as auth_router
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
 from app.modules.notifications.router import router as notifications_router
@@ -14,8 +16,7 @@ from app.modules.notifications.senders import build_sender
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 
-# Each module contributes its routers here as it grows endpoints.
-MODULE_ROUTERS: tuple[APIRouter, ...] = (notifications_router,)
+MODULE_ROUTERS: tuple[APIRouter, ...] = (auth_router, notifications_router)
 
 
 def mount_modules(app: FastAPI) -> None:
@@ -31,10 +32,20 @@ def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTR
         notifications.on_notification_requested,
         name="notifications.deliver_requested",
     )
+    registry.subscribe(
+        UserSignedUp, notifications.on_user_signed_up, name="notifications.send_verification_email"
+    )
+    registry.subscribe(
+        PasswordResetRequested,
+        notifications.on_password_reset_requested,
+        name="notifications.send_password_reset_email",
+    )
 
 
 def load_models() -> None:
     """Import every module's models so ``Base.metadata`` is complete (Alembic, tests)."""
+    import app.modules.auth.models
     import app.modules.notifications.models
     import app.platform.db.base
-    import app.platform.events.models  # noqa: F401
+    import app.platform.events.models
+    import app.platform.ratelimit  # noqa: F401

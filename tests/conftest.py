@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.db.migrations import alembic_config
-from tests.helpers import make_settings
+from tests.helpers import make_settings, replica_catch_up
 from tools.pgstack import Stack, temporary_stack
 
 
@@ -34,6 +34,7 @@ def migrated(pg_stack: Stack) -> Stack:
     from alembic import command
 
     command.upgrade(alembic_config(pg_stack.primary_url), "head")
+    replica_catch_up(pg_stack)
     return pg_stack
 
 

@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 
 from app.platform.config import Settings
+from app.platform.db import Database
 from tools.pgstack import Stack
 
 T = TypeVar("T")
@@ -36,6 +37,13 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         "replica_database_url": stack.replica_url,
         "db_pool_timeout_seconds": 2.0,
         "readiness_timeout_seconds": 2.0,
+        # Cheap hashing keeps the suite fast; production parameters are the defaults.
+        "auth_argon2_time_cost": 1,
+        "auth_argon2_memory_kib": 1024,
+        "auth_argon2_parallelism": 1,
+        # Every test client shares one address; tests of the per-address limit lower it.
+        "auth_login_failures_per_ip": 10_000,
+        "auth_reset_requests_per_ip": 10_000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -54,3 +62,37 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def replica_catch_up(stack: Stack, timeout: float = 10.0) -> None:
+    """Block until the replica has replayed everything the primary has written so far."""
+    import time
+
+    target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()")
+    deadline = time.monotonic() + timeout
+    while stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") != "t":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the replica did not replay up to {target} within {timeout}s")
+        time.sleep(0.02)
+
+
+async def replica_caught_up(db: Database, timeout: float = 10.0) -> None:
+    """Async form of ``replica_catch_up`` for tests holding the app's ``Database``."""
+    from sqlalchemy import text
+
+    from app.platform.db.lsn import lsn_to_int
+
+    if db.replica is None:
+        return
+    async with db.primary.connect() as conn:
+        target = lsn_to_int(await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text")))
+
+    async def replayed() -> bool:
+        assert db.replica is not None
+        async with db.replica.connect() as conn:
+            return (
+                lsn_to_int(await conn.scalar(text("SELECT pg_last_wal_replay_lsn()::text")))
+                >= target
+            )
+
+    await wait_for(replayed, timeout=timeout, interval=0.02)

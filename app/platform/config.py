@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
 
+    # auth: argon2id cost (argon2-cffi's RFC 9106 low-memory profile by default); changing them
+    # rehashes each password at its next successful login.
+    auth_argon2_time_cost: int = Field(default=3, ge=1)
+    auth_argon2_memory_kib: int = Field(default=65536, ge=8)
+    auth_argon2_parallelism: int = Field(default=4, ge=1)
+    auth_password_min_length: int = Field(default=10, ge=8)
+    auth_require_verified_email: bool = True
+    auth_refresh_token_ttl_days: int = Field(default=30, ge=1)
+    auth_verification_ttl_hours: int = Field(default=24, ge=1)
+    auth_reset_ttl_minutes: int = Field(default=30, ge=1)
+    auth_login_failures_per_account: int = Field(default=5, ge=1)
+    auth_login_failures_per_ip: int = Field(default=20, ge=1)
+    auth_login_window_seconds: int = Field(default=900, ge=1)
+    auth_reset_requests_per_account: int = Field(default=3, ge=1)
+    auth_reset_requests_per_ip: int = Field(default=10, ge=1)
+    auth_reset_window_seconds: int = Field(default=3600, ge=1)
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="where links in emails point"
+    )
+
     max_body_bytes: int = Field(
         default=1_048_576, ge=1, description="request bodies over this get 413"
     )

@@ -33,12 +33,16 @@ class AppError(Exception):
         detail: str | None = None,
         *,
         headers: Mapping[str, str] | None = None,
+        commit: bool = False,
         **extensions: Any,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
         self.extensions = extensions
+        # Most errors undo the request's work; a few must keep it while still failing the
+        # request (a reused refresh token revokes its family, then answers 401).
+        self.commit = commit
 
 
 class BadRequest(AppError):
@@ -52,8 +56,12 @@ class MalformedBody(AppError):
 class Unauthorized(AppError):
     status, slug, title = 401, "unauthorized", "Authentication required"
 
-    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extensions)
+    def __init__(
+        self, detail: str | None = None, *, commit: bool = False, **extensions: Any
+    ) -> None:
+        super().__init__(
+            detail, headers={"WWW-Authenticate": "Bearer"}, commit=commit, **extensions
+        )
 
 
 class Forbidden(AppError):

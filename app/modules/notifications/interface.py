@@ -14,7 +14,7 @@ from pydantic import EmailStr, Field
 
 from app.platform.events import Event
 
-TemplateName = Literal["welcome", "message", "product_update"]
+TemplateName = Literal["welcome", "message", "product_update", "verify_email", "password_reset"]
 ContextValue = str | int | float | bool | None
 
 

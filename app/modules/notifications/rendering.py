@@ -26,6 +26,8 @@ CATALOG: dict[str, TemplateSpec] = {
     "welcome": TemplateSpec("welcome", None),
     "message": TemplateSpec("message", None),
     "product_update": TemplateSpec("product_update", "product_updates"),
+    "verify_email": TemplateSpec("verify_email", None),
+    "password_reset": TemplateSpec("password_reset", None),
 }
 
 

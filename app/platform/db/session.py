@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER, PresentedTokens
 from app.platform.db.engines import Database
 from app.platform.db.routing import ReadRequirement
+from app.platform.errors import AppError
 
 log = structlog.stdlib.get_logger("app.db")
 
@@ -58,17 +59,31 @@ async def _issue_token(request: Request, db: Database) -> None:
         db.writes.remember(user, lsn)
 
 
+async def _commit(session: AsyncSession) -> bool:
+    """Commit; whether the transaction wrote anything."""
+    wrote = await _wrote(session)
+    await session.commit()
+    return wrote
+
+
 async def _primary_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Commit when the handler returns, roll back when it raises. Services only flush."""
     db = get_database(request)
     async with db.session() as session:
         try:
             yield session
-            wrote = await _wrote(session)
-            await session.commit()
+        except AppError as exc:
+            # Most errors undo the request's work; a few keep it (see AppError.commit).
+            if not exc.commit:
+                await session.rollback()
+                raise
+            if await _commit(session):
+                await _issue_token(request, db)
+            raise
         except BaseException:
             await session.rollback()
             raise
+        wrote = await _commit(session)
     if wrote:
         await _issue_token(request, db)
 

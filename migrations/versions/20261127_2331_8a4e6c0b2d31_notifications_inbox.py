@@ -2,7 +2,7 @@
 
 Revision ID: 8a4e6c0b2d31
 Revises: 3f1c2a7d9b10
-Create Date: 2026-11-28 09:05:00.000000+00:00
+Create Date: 2026-11-27 23:31:00.000000+00:00
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: 3f1c2a7d9b10
 Revises: 835ba55baa2f
-Create Date: 2026-11-28 09:00:00.000000+00:00
+Create Date: 2026-11-27 23:30:00.000000+00:00
 """
 
 from collections.abc import Sequence

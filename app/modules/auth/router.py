@@ -1,0 +1,125 @@
+"""auth's HTTP API under /v1/auth."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.modules.auth import schemas
+from app.modules.auth.dependencies import Auth, ClientIp
+from app.modules.auth.models import User
+from app.modules.auth.repository import AuthRepository
+from app.modules.auth.service import TokenPair, decode_cursor, encode_cursor
+from app.platform.db import ReadSession
+from app.platform.errors import NotFound
+from app.platform.security import AdminPrincipal, CurrentPrincipal
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+def _user(user: User) -> schemas.UserOut:
+    return schemas.UserOut(
+        id=user.id,
+        email=user.email,
+        role=user.role,
+        email_verified=user.email_verified_at is not None,
+        created_at=user.created_at,
+    )
+
+
+def _pair(pair: TokenPair) -> schemas.TokenPairOut:
+    return schemas.TokenPairOut(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+    )
+
+
+@router.post("/signup", status_code=status.HTTP_202_ACCEPTED)
+async def signup(body: schemas.SignupIn, auth: Auth) -> schemas.SignupOut:
+    """Register an account; a verification link goes to the address.
+
+    The answer is the same whether or not the address is already registered.
+    """
+    await auth.signup(body.email, body.password)
+    return schemas.SignupOut()
+
+
+@router.post("/verify-email")
+async def verify_email(body: schemas.VerifyEmailIn, auth: Auth) -> dict[str, str]:
+    """Confirm the address with the token from the verification email (single use, 24 h)."""
+    await auth.verify_email(body.token)
+    return {"status": "verified"}
+
+
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "wrong email or password"},
+        429: {"description": "too many failures"},
+    },
+)
+async def login(body: schemas.LoginIn, auth: Auth, ip: ClientIp) -> schemas.TokenPairOut:
+    """Exchange email and password for a 15-minute access token and a rotating refresh token."""
+    return _pair(await auth.login(body.email, body.password, ip))
+
+
+@router.post("/refresh")
+async def refresh(body: schemas.RefreshIn, auth: Auth) -> schemas.TokenPairOut:
+    """Spend a refresh token for a new pair. Presenting a spent token revokes its whole family."""
+    return _pair(await auth.refresh(body.refresh_token))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: schemas.RefreshIn, auth: Auth) -> None:
+    """Revoke the refresh token's family (this sign-in on every device it was rotated to)."""
+    await auth.logout(body.refresh_token)
+
+
+@router.get("/me")
+async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserOut:
+    """The signed-in user."""
+    user = await AuthRepository(session).user_by_id(principal.user_id)
+    if user is None:
+        raise NotFound("The account no longer exists")
+    return _user(user)
+
+
+@router.post("/password-reset/request", status_code=status.HTTP_202_ACCEPTED)
+async def request_password_reset(
+    body: schemas.ResetRequestIn, auth: Auth, ip: ClientIp
+) -> schemas.ResetRequestOut:
+    """Send a reset link (30 minutes, single use) if an account uses the address."""
+    await auth.request_password_reset(body.email, ip)
+    return schemas.ResetRequestOut()
+
+
+@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(body: schemas.ResetConfirmIn, auth: Auth) -> None:
+    """Set a new password with a reset token; every refresh token of the account is revoked."""
+    await auth.confirm_password_reset(body.token, body.new_password)
+
+
+@router.get("/users")
+async def list_users(
+    _: AdminPrincipal,
+    session: ReadSession,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> schemas.UserPage:
+    """Users, oldest first (admin only); pass ``next_cursor`` back as ``cursor`` for more."""
+    users = await AuthRepository(session).list_users(limit + 1, decode_cursor(cursor))
+    page = users[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(users) > limit else None
+    return schemas.UserPage(items=[_user(u) for u in page], next_cursor=next_cursor)
+
+
+@router.put("/users/{user_id}/role")
+async def change_role(
+    user_id: uuid.UUID, body: schemas.RoleIn, admin: AdminPrincipal, auth: Auth
+) -> schemas.UserOut:
+    """Make a user an admin or a member (admin only; not on oneself)."""
+    return _user(await auth.change_role(admin.user_id, user_id, body.role))
