@@ -74,7 +74,7 @@ async def search_products(
         .order_by(rank.desc(), Product.created_at.desc(), Product.id.desc())
         .limit(limit)
     )
-    return [(product, float(rank)) for product, rank in (await session.execute(stmt)).tuples()]
+    return [(product, float(rank)) for product, rank in (await session.execute(stmt)).all()]
 
 
 # --- idempotency keys ------------------------------------------------------------------------

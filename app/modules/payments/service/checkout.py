@@ -262,7 +262,7 @@ async def _record_outcome(
             if code == "provider_error"
             else PaymentDeclined(f"The payment was declined ({code})")
         )
-        return _problem(error, order_id=order.id, decline_code=code, order=body)
+        return _problem(error, order_id=order.id, failure_code=code, order=body)
     if outcome == "error" and order.status == "pending":
         return _problem(
             ProviderTimedOut(
