@@ -21,8 +21,13 @@ from tests.modules.payments.conftest import Caller, CommittedEvents, ProductFact
 PROBLEM = "application/problem+json"
 
 
-def cart(product: dict[str, Any], quantity: int = 1, token: str = "tok_success") -> dict[str, Any]:
-    return {"items": [{"product_id": product["id"], "quantity": quantity}], "payment_token": token}
+def cart(
+    product: dict[str, Any], quantity: int = 1, pay_with: str = "tok_success"
+) -> dict[str, Any]:
+    return {
+        "items": [{"product_id": product["id"], "quantity": quantity}],
+        "payment_token": pay_with,
+    }
 
 
 async def orders_of(app: FastAPI, user_id: uuid.UUID) -> list[tuple[Order, Payment]]:
@@ -78,7 +83,7 @@ async def test_each_token_gives_its_documented_outcome_and_metric(
     durations = metric("payments_checkout_duration_seconds_count")
 
     response = await client.post(
-        "/v1/checkout", json=cart(product, 2, token), headers=buyer.with_key()
+        "/v1/checkout", json=cart(product, 2, pay_with=token), headers=buyer.with_key()
     )
 
     assert response.status_code == http, response.text
@@ -156,10 +161,10 @@ async def test_a_stored_failure_replays_too(
     product = await make_product()
     headers = buyer.with_key()
     first = await client.post(
-        "/v1/checkout", json=cart(product, token="tok_declined"), headers=headers
+        "/v1/checkout", json=cart(product, pay_with="tok_declined"), headers=headers
     )
     again = await client.post(
-        "/v1/checkout", json=cart(product, token="tok_declined"), headers=headers
+        "/v1/checkout", json=cart(product, pay_with="tok_declined"), headers=headers
     )
     assert first.status_code == again.status_code == 402
     assert again.content == first.content
@@ -290,10 +295,10 @@ async def test_timeout_leaves_a_pending_order_and_a_retry_replays(
     product = await make_product()
     headers = buyer.with_key()
     first = await client.post(
-        "/v1/checkout", json=cart(product, token="tok_timeout"), headers=headers
+        "/v1/checkout", json=cart(product, pay_with="tok_timeout"), headers=headers
     )
     again = await client.post(
-        "/v1/checkout", json=cart(product, token="tok_timeout"), headers=headers
+        "/v1/checkout", json=cart(product, pay_with="tok_timeout"), headers=headers
     )
 
     assert first.status_code == 504

@@ -23,10 +23,10 @@ async def paid_order(
     make_product: ProductFactory,
     buyer: Caller,
     price: int = 5000,
-    token: str = "tok_success",
+    pay_with: str = "tok_success",
 ) -> dict[str, Any]:
     product = await make_product(price=price)
-    body = {"items": [{"product_id": product["id"]}], "payment_token": token}
+    body = {"items": [{"product_id": product["id"]}], "payment_token": pay_with}
     response = await client.post("/v1/checkout", json=body, headers=buyer.with_key())
     assert response.status_code in (201, 402), response.text
     order: dict[str, Any] = response.json()
@@ -200,7 +200,7 @@ async def test_unpaid_or_foreign_orders_cannot_be_refunded(
     other_buyer: Caller,
     admin: Caller,
 ) -> None:
-    declined = await paid_order(client, make_product, buyer, token="tok_declined")
+    declined = await paid_order(client, make_product, buyer, pay_with="tok_declined")
     response = await client.post(
         f"/v1/orders/{declined['order_id']}/refund", json={}, headers=buyer.with_key()
     )
