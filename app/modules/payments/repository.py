@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -158,15 +158,6 @@ async def release_idempotency_key(session: AsyncSession, user_id: uuid.UUID, key
     row = await get_idempotency_key(session, user_id, key)
     if row is not None and row.state == "in_progress":
         await session.delete(row)
-
-
-async def purge_expired_idempotency_keys(session: AsyncSession) -> int:
-    rows = await session.execute(
-        delete(IdempotencyKey)
-        .where(IdempotencyKey.expires_at <= func.now())
-        .returning(IdempotencyKey.key)
-    )
-    return len(rows.all())
 
 
 # --- orders and payments ---------------------------------------------------------------------

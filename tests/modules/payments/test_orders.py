@@ -82,6 +82,7 @@ async def test_list_runs_the_same_few_queries_for_one_order_and_for_fifty(
     assert len(page.json()["items"]) == 50
     assert all(len(o["items"]) == 5 for o in page.json()["items"])
     assert page.json()["items"][0]["items"][3]["product_name"] == "part 3"
+    # Today two: the orders, then their items (selectinload); the budget allows the platform one.
     assert one.count == fifty.count
 
 

@@ -18,7 +18,9 @@ Recovery: an order is ``paid`` only after the provider said the charge succeeded
 provider times out (or the process dies between 3 and 4) the order and payment stay ``pending``;
 the provider's webhook (``charge.succeeded`` / ``charge.failed``, which carries our payment id as
 ``reference``) settles them later, see ``webhooks.py``. A client retrying with the same key gets
-the stored 504 problem naming the order, whose current state ``GET /v1/orders/{id}`` shows.
+the stored 504 problem naming the order, whose current state ``GET /v1/orders/{id}`` shows. A
+key whose request died before step 4 stays "in progress" until it expires; its 409 problem names
+the order (``order_id``) so the client can follow that instead.
 """
 
 from __future__ import annotations
