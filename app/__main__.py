@@ -84,7 +84,10 @@ def revision(
     from alembic import command
 
     script = command.revision(_alembic_cfg(), message=message, autogenerate=autogenerate)
-    ruff = shutil.which("ruff")
+    import sys
+    from pathlib import Path
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     paths = [s.path for s in (script if isinstance(script, list) else [script]) if s is not None]
     if ruff and paths:
         # Generated code in the house style, so `make lint` passes without a manual step.

@@ -13,10 +13,12 @@ from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
 from app.modules.notifications.router import router as notifications_router
 from app.modules.notifications.senders import build_sender
+from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
+from app.modules.payments.router import router as payments_router
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 
-MODULE_ROUTERS: tuple[APIRouter, ...] = (auth_router, notifications_router)
+MODULE_ROUTERS: tuple[APIRouter, ...] = (auth_router, payments_router, notifications_router)
 
 
 def mount_modules(app: FastAPI) -> None:
@@ -35,6 +37,13 @@ def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTR
     registry.subscribe(
         UserSignedUp, notifications.on_user_signed_up, name="notifications.send_verification_email"
     )
+    registry.subscribe(OrderPaid, notifications.on_order_paid, name="notifications.send_receipt")
+    registry.subscribe(
+        PaymentFailed, notifications.on_payment_failed, name="notifications.payment_failed_notice"
+    )
+    registry.subscribe(
+        RefundIssued, notifications.on_refund_issued, name="notifications.refund_notice"
+    )
     registry.subscribe(
         PasswordResetRequested,
         notifications.on_password_reset_requested,
@@ -46,6 +55,7 @@ def load_models() -> None:
     """Import every module's models so ``Base.metadata`` is complete (Alembic, tests)."""
     import app.modules.auth.models
     import app.modules.notifications.models
+    import app.modules.payments.models
     import app.platform.db.base
     import app.platform.events.models
     import app.platform.ratelimit  # noqa: F401

@@ -13,6 +13,7 @@ Environment = Literal["development", "test", "staging", "production"]
 # Defaults that make a fresh clone run; refused outside development and test.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-deploying-0123456789abcdef"  # noqa: S105
 DEV_METRICS_TOKEN = "dev-insecure-metrics-token"  # noqa: S105
+DEV_PAYMENTS_WEBHOOK_SECRET = "dev-insecure-payments-webhook-secret"  # noqa: S105
 _DEV_DATABASE_URL = "postgresql+asyncpg://app:app@127.0.0.1:55432/app"
 _DEV_REPLICA_URL = "postgresql+asyncpg://app:app@127.0.0.1:55433/app"
 
@@ -110,6 +111,16 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    payments_provider_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a charge not answered within this leaves the order pending"
+    )
+    payments_fake_provider_latency_ms: int = Field(
+        default=50, ge=0, description="how long the fake provider takes to answer"
+    )
+    payments_webhook_secret: SecretStr = SecretStr(DEV_PAYMENTS_WEBHOOK_SECRET)
+    payments_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    payments_idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+
     @property
     def is_dev(self) -> bool:
         return self.env in ("development", "test")
@@ -125,6 +136,9 @@ class Settings(BaseSettings):
         defaults = {
             "APP_SECRET_KEY": self.secret_key.get_secret_value() == DEV_SECRET_KEY,
             "APP_METRICS_TOKEN": self.metrics_token.get_secret_value() == DEV_METRICS_TOKEN,
+            "APP_PAYMENTS_WEBHOOK_SECRET": (
+                self.payments_webhook_secret.get_secret_value() == DEV_PAYMENTS_WEBHOOK_SECRET
+            ),
         }
         weak = [name for name, is_default in defaults.items() if is_default]
         if len(self.secret_key.get_secret_value()) < 32:

@@ -36,11 +36,18 @@ def test_refuses_default_secrets_outside_development(env: str) -> None:
         Settings(_env_file=None, env=env)  # type: ignore[call-arg]
     assert "APP_SECRET_KEY" in str(err.value)
     assert "APP_METRICS_TOKEN" in str(err.value)
+    assert "APP_PAYMENTS_WEBHOOK_SECRET" in str(err.value)
     with pytest.raises(ValidationError, match="shorter than 32"):
         Settings(_env_file=None, env=env, secret_key="short", metrics_token="m" * 20)  # type: ignore[call-arg]
 
 
 def test_production_starts_with_real_secrets() -> None:
-    settings = Settings(_env_file=None, env="production", secret_key=STRONG, metrics_token="m" * 32)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        secret_key=STRONG,
+        metrics_token="m" * 32,
+        payments_webhook_secret="w" * 32,
+    )
     assert settings.json_logs is True
     assert Settings(_env_file=None).json_logs is False  # type: ignore[call-arg]

@@ -14,7 +14,16 @@ from pydantic import EmailStr, Field
 
 from app.platform.events import Event
 
-TemplateName = Literal["welcome", "message", "product_update", "verify_email", "password_reset"]
+TemplateName = Literal[
+    "welcome",
+    "message",
+    "product_update",
+    "verify_email",
+    "password_reset",
+    "order_receipt",
+    "payment_failed",
+    "refund_issued",
+]
 ContextValue = str | int | float | bool | None
 
 

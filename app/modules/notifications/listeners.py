@@ -9,6 +9,7 @@ from app.modules.auth.interface import PasswordResetRequested, UserSignedUp
 from app.modules.notifications.interface import ContextValue, NotificationRequested
 from app.modules.notifications.senders import EmailSender
 from app.modules.notifications.service import EmailNotSent, NotificationService
+from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.platform.events import Delivery, Retry
 
 
@@ -53,6 +54,7 @@ class NotificationListeners:
         )
 
     async def on_user_signed_up(self, event: UserSignedUp, delivery: Delivery) -> None:
+        await NotificationService(delivery.session).remember_recipient(event.user_id, event.email)
         await self._notify(
             delivery,
             user_id=event.user_id,
@@ -74,6 +76,59 @@ class NotificationListeners:
             context={"reset_url": event.reset_url, "expires_at": _when(event.expires_at)},
             email=event.email,
         )
+
+    async def on_order_paid(self, event: OrderPaid, delivery: Delivery) -> None:
+        """A receipt by email (when the address is known here) and in the inbox."""
+        email = await NotificationService(delivery.session).recipient_email(event.user_id)
+        await self._notify(
+            delivery,
+            user_id=event.user_id,
+            template="order_receipt",
+            context=_order_context(event.order_id, event.amount, event.currency),
+            email=email,
+        )
+
+    async def on_payment_failed(self, event: PaymentFailed, delivery: Delivery) -> None:
+        """An in-app notice only: the buyer saw the failure at checkout already."""
+        await self._notify(
+            delivery,
+            user_id=event.user_id,
+            template="payment_failed",
+            context={
+                **_order_context(event.order_id, event.amount, event.currency),
+                "reason": event.reason.replace("_", " "),
+            },
+            email=None,
+        )
+
+    async def on_refund_issued(self, event: RefundIssued, delivery: Delivery) -> None:
+        await self._notify(
+            delivery,
+            user_id=event.user_id,
+            template="refund_issued",
+            context=_order_context(event.order_id, event.amount, event.currency),
+            email=None,
+        )
+
+
+# ISO 4217 currencies without minor units; every other one here has two decimals.
+_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+                           "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})  # fmt: skip
+
+
+def format_money(amount: int, currency: str) -> str:
+    if currency.upper() in _ZERO_DECIMAL:
+        return f"{amount:,} {currency.upper()}"
+    sign = "-" if amount < 0 else ""
+    units, cents = divmod(abs(amount), 100)
+    return f"{sign}{units:,}.{cents:02d} {currency.upper()}"
+
+
+def _order_context(order_id: uuid.UUID, amount: int, currency: str) -> dict[str, ContextValue]:
+    return {
+        "order_ref": str(order_id).split("-")[0].upper(),
+        "amount": format_money(amount, currency),
+    }
 
 
 def _when(moment: datetime) -> str:

@@ -51,6 +51,20 @@ class DeliveryAttempt(Base):
     attempted_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class Recipient(Base):
+    """Where to email a user: this module's own copy, learned from auth's events.
+
+    Keeping it here (rather than asking auth) lets a receipt go out even while auth is slow or
+    down, and keeps auth's tables out of this module's queries.
+    """
+
+    __tablename__ = "notifications_recipient"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
 class Preference(Base):
     """Whether a user wants the optional emails of one category (absent: the default, yes)."""
 

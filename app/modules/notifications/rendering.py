@@ -28,6 +28,9 @@ CATALOG: dict[str, TemplateSpec] = {
     "product_update": TemplateSpec("product_update", "product_updates"),
     "verify_email": TemplateSpec("verify_email", None),
     "password_reset": TemplateSpec("password_reset", None),
+    "order_receipt": TemplateSpec("order_receipt", None),
+    "payment_failed": TemplateSpec("payment_failed", None),
+    "refund_issued": TemplateSpec("refund_issued", None),
 }
 
 

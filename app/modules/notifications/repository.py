@@ -10,7 +10,7 @@ from sqlalchemy import CursorResult, and_, exists, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.modules.notifications.models import DeliveryAttempt, Notification, Preference
+from app.modules.notifications.models import DeliveryAttempt, Notification, Preference, Recipient
 
 
 async def add_notification(
@@ -164,3 +164,16 @@ async def set_preferences(
         set_={"email_enabled": statement.excluded.email_enabled, "updated_at": func.now()},
     )
     await session.execute(statement)
+
+
+async def remember_recipient(session: AsyncSession, user_id: uuid.UUID, email: str) -> None:
+    stmt = insert(Recipient).values(user_id=user_id, email=email)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Recipient.user_id], set_={"email": email, "updated_at": func.now()}
+        )
+    )
+
+
+async def recipient_email(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    return await session.scalar(select(Recipient.email).where(Recipient.user_id == user_id))

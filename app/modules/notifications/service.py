@@ -118,6 +118,12 @@ class NotificationService:
             detail=detail,
         )
 
+    async def remember_recipient(self, user_id: uuid.UUID, email: str) -> None:
+        await repository.remember_recipient(self.session, user_id, email)
+
+    async def recipient_email(self, user_id: uuid.UUID) -> str | None:
+        return await repository.recipient_email(self.session, user_id)
+
     async def inbox(
         self,
         user_id: uuid.UUID,

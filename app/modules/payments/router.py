@@ -1,0 +1,209 @@
+"""HTTP endpoints of the payments module: catalog, checkout, orders, refunds, provider webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from app.modules.payments import service
+from app.modules.payments.dependencies import AppSettings, IdempotencyKey, Provider, Sessions
+from app.modules.payments.providers.signing import SIGNATURE_HEADER
+from app.modules.payments.schemas import (
+    CheckoutRequest,
+    Currency,
+    OrderOut,
+    OrderPage,
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductUpdate,
+    RefundOut,
+    RefundRequest,
+    SearchResult,
+    WebhookAck,
+)
+from app.platform.db import PrimarySession, ReadSession
+from app.platform.errors import PROBLEM_CONTENT_TYPE
+from app.platform.security import AdminPrincipal, CurrentPrincipal, OptionalPrincipal
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+@router.post("/products", status_code=status.HTTP_201_CREATED)
+async def create_product(
+    body: ProductCreate, session: PrimarySession, _admin: AdminPrincipal
+) -> ProductOut:
+    """Add a product to the catalog (admins)."""
+    return await service.create_product(session, body)
+
+
+@router.patch("/products/{product_id}")
+async def update_product(
+    product_id: uuid.UUID, body: ProductUpdate, session: PrimarySession, _admin: AdminPrincipal
+) -> ProductOut:
+    """Change a product (admins). Orders already placed keep the name and price they had."""
+    return await service.update_product(session, product_id, body)
+
+
+@router.delete("/products/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def deactivate_product(
+    product_id: uuid.UUID, session: PrimarySession, _admin: AdminPrincipal
+) -> None:
+    """Take a product off sale (admins); it stays in the history of past orders."""
+    await service.deactivate_product(session, product_id)
+
+
+@router.get("/products")
+async def list_products(
+    session: ReadSession,
+    principal: OptionalPrincipal,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    currency: Annotated[Currency | None, Query()] = None,
+    min_price: Annotated[int | None, Query(ge=0)] = None,
+    max_price: Annotated[int | None, Query(ge=0)] = None,
+    include_inactive: Annotated[bool, Query(description="admins only")] = False,
+) -> ProductPage:
+    """The catalog, newest first, from the read replica."""
+    return await service.list_products(
+        session,
+        limit=limit,
+        cursor=cursor,
+        include_inactive=include_inactive and principal is not None and principal.has_role("admin"),
+        currency=currency,
+        min_price=min_price,
+        max_price=max_price,
+    )
+
+
+@router.get("/products/search")
+async def search_products(
+    session: ReadSession,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="web search syntax")],
+    limit: Limit = 20,
+) -> SearchResult:
+    """Full-text search over names (weighted higher) and descriptions, best match first."""
+    return await service.search_products(session, q, limit=limit)
+
+
+@router.get("/products/{product_id}")
+async def get_product(
+    product_id: uuid.UUID, session: ReadSession, principal: OptionalPrincipal
+) -> ProductOut:
+    """One product; an inactive one only for admins."""
+    is_admin = principal is not None and principal.has_role("admin")
+    return await service.get_product(session, product_id, include_inactive=is_admin)
+
+
+# --- checkout --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/checkout",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses={
+        202: {"model": OrderOut, "description": "charge pending; a webhook settles it"},
+        402: {"description": "payment declined (problem)"},
+        409: {"description": "a request with this key is still in progress (problem)"},
+        422: {"description": "invalid cart, or key reused with another body (problem)"},
+        502: {"description": "provider error, nothing charged (problem)"},
+        504: {"description": "provider timeout, order pending (problem)"},
+    },
+)
+async def checkout(
+    body: CheckoutRequest,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey,
+    sessions: Sessions,
+    provider: Provider,
+    settings: AppSettings,
+) -> Response:
+    """Buy the cart: create the order at today's prices and charge it, once per Idempotency-Key.
+
+    Retrying with the same key and body returns the first response byte for byte.
+    """
+    result = await service.checkout(
+        sessions, provider, settings, user_id=principal.user_id, key=key, request=body
+    )
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
+    media_type = PROBLEM_CONTENT_TYPE if result.status >= 400 else "application/json"
+    return Response(
+        content=result.body, status_code=result.status, media_type=media_type, headers=headers
+    )
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+@router.get("/orders")
+async def list_orders(
+    session: PrimarySession, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
+) -> OrderPage:
+    """The caller's orders, newest first, with their items.
+
+    Read on the primary: a buyer expects the order they just placed to be listed.
+    """
+    return await service.list_orders(session, principal.user_id, limit=limit, cursor=cursor)
+
+
+@router.get("/orders/{order_id}")
+async def get_order(
+    order_id: uuid.UUID, session: PrimarySession, principal: CurrentPrincipal
+) -> OrderOut:
+    """One of the caller's orders (another user's is 404)."""
+    return await service.get_order(session, principal.user_id, order_id)
+
+
+@router.post("/orders/{order_id}/refund", status_code=status.HTTP_201_CREATED)
+async def refund_order(
+    order_id: uuid.UUID,
+    body: RefundRequest,
+    response: Response,
+    session: PrimarySession,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey,
+    provider: Provider,
+    settings: AppSettings,
+) -> RefundOut:
+    """Refund all or part of a paid order (its buyer, or an admin for any order).
+
+    A retry with the same Idempotency-Key returns the first refund instead of refunding again.
+    """
+    outcome = await service.refund_order(
+        session,
+        provider,
+        settings,
+        order_id=order_id,
+        user_id=None if principal.has_role("admin") else principal.user_id,
+        key=key,
+        request=body,
+    )
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return outcome.refund
+
+
+# --- provider webhooks -----------------------------------------------------------------------
+
+
+@router.post("/payments/webhooks/provider")
+async def provider_webhook(
+    request: Request,
+    session: PrimarySession,
+    settings: AppSettings,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> WebhookAck:
+    """Asynchronous payment outcomes from the provider, signed with the shared webhook secret."""
+    body = await request.body()
+    outcome = await service.handle_webhook(session, settings, signature=signature, body=body)
+    return WebhookAck(outcome=outcome)

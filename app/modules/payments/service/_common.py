@@ -1,0 +1,114 @@
+"""What the payments use cases share: the event hook, the module's problems, page cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.modules.payments.interface import OrderPaid, PaymentFailed, PaymentsEvent
+from app.modules.payments.models import Order, Payment
+from app.platform.errors import AppError, BadRequest, Conflict, ValidationFailed
+from app.platform.events import publish
+
+
+async def _emit(session: AsyncSession, event: PaymentsEvent) -> None:
+    """Publish ``event`` in the transaction of ``session``: it is delivered only if that commits.
+
+    The one publish point of the module: the platform's transactional outbox.
+    """
+    await publish(session, event)
+
+
+# --- problems --------------------------------------------------------------------------------
+
+
+class IdempotencyKeyRequired(BadRequest):
+    slug, title = "idempotency-key-required", "An Idempotency-Key header is required"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    slug, title = "idempotency-key-reused", "The Idempotency-Key was used for another request"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    slug, title = "idempotency-key-in-progress", "A request with this Idempotency-Key is running"
+
+
+class CheckoutInvalid(ValidationFailed):
+    slug, title = "checkout-invalid", "The cart cannot be checked out"
+
+
+class MixedCurrencies(ValidationFailed):
+    slug, title = "mixed-currencies", "An order holds products of one currency only"
+
+
+class PaymentDeclined(AppError):
+    status, slug, title = 402, "payment-declined", "The payment was declined"
+
+
+class ProviderFailed(AppError):
+    status, slug, title = 502, "payment-provider-error", "The payment provider failed"
+
+
+class ProviderTimedOut(AppError):
+    status, slug, title = 504, "payment-provider-timeout", "The payment provider did not answer"
+
+
+class RefundExceedsPayment(ValidationFailed):
+    slug, title = "refund-exceeds-payment", "The refund is larger than what remains refundable"
+
+
+class NotRefundable(Conflict):
+    slug, title = "order-not-refundable", "This order cannot be refunded"
+
+
+class InvalidCursor(BadRequest):
+    slug, title = "invalid-cursor", "The page cursor is not valid"
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = json.loads(raw)
+        position = (datetime.fromisoformat(created), uuid.UUID(row_id))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("Pass back the next_cursor of a previous page unchanged") from exc
+    if position[0].tzinfo is None:
+        raise InvalidCursor("Pass back the next_cursor of a previous page unchanged")
+    return position
+
+
+def order_paid_event(order: Order, payment: Payment) -> OrderPaid:
+    return OrderPaid(
+        order_id=order.id,
+        payment_id=payment.id,
+        user_id=order.user_id,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+
+
+def payment_failed_event(order: Order, payment: Payment, reason: str) -> PaymentFailed:
+    return PaymentFailed(
+        order_id=order.id,
+        payment_id=payment.id,
+        user_id=order.user_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        reason=reason,
+    )

@@ -1,0 +1,119 @@
+"""Provider webhooks: verify the signature, keep each event id once (the inbox), apply outcomes.
+
+Event shape: ``{"id": "evt_...", "type": "charge.succeeded" | "charge.failed", "data":
+{"charge_id": "ch_...", "reference": "<our payment id>", "failure_code": "..."}}``. Only a payment
+still ``pending`` changes; an outcome for a settled payment is recorded and ignored, so a late or
+reordered delivery never flips a paid order. The inbox row and the change commit together: if
+applying fails, the event id is not kept and the provider's retry is processed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.modules.payments import metrics
+from app.modules.payments import repository as repo
+from app.modules.payments.providers import signing
+from app.modules.payments.service._common import _emit, order_paid_event, payment_failed_event
+from app.platform.config import Settings
+from app.platform.errors import BadRequest
+
+
+class WebhookSignatureInvalid(BadRequest):
+    slug, title = "webhook-signature-invalid", "The webhook signature is not valid"
+
+
+class WebhookTimestampStale(BadRequest):
+    slug, title = "webhook-timestamp-stale", "The webhook timestamp is outside the tolerance"
+
+
+class WebhookMalformed(BadRequest):
+    slug, title = "webhook-malformed", "The webhook body is not a provider event"
+
+
+async def handle_webhook(
+    session: AsyncSession, settings: Settings, *, signature: str | None, body: bytes
+) -> str:
+    """The outcome (``applied``, ``ignored``, ``duplicate``) or a 400 problem."""
+    try:
+        signing.verify(
+            settings.payments_webhook_secret.get_secret_value(),
+            signature,
+            body,
+            tolerance=settings.payments_webhook_tolerance_seconds,
+        )
+    except signing.StaleTimestamp as exc:
+        metrics.webhooks_total.labels(outcome="stale").inc()
+        raise WebhookTimestampStale(str(exc)) from exc
+    except signing.SignatureError as exc:
+        metrics.webhooks_total.labels(outcome="invalid_signature").inc()
+        raise WebhookSignatureInvalid(str(exc)) from exc
+
+    event = _parse(body)
+    event_id, event_type, data = event["id"], event["type"], event["data"]
+    if not await repo.record_webhook_event(
+        session, event_id=event_id, type_=event_type, payload=event
+    ):
+        metrics.webhooks_total.labels(outcome="duplicate").inc()
+        return "duplicate"
+    outcome = await _apply(session, event_type, data)
+    await repo.set_webhook_outcome(session, event_id, outcome)
+    metrics.webhooks_total.labels(outcome=outcome).inc()
+    return outcome
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(body)
+    except ValueError as exc:
+        metrics.webhooks_total.labels(outcome="malformed").inc()
+        raise WebhookMalformed("The body is not JSON") from exc
+    valid = (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str)
+        and 0 < len(event["id"]) <= 255
+        and isinstance(event.get("type"), str)
+        and 0 < len(event["type"]) <= 100
+        and isinstance(event.get("data"), dict)
+    )
+    if not valid:
+        metrics.webhooks_total.labels(outcome="malformed").inc()
+        raise WebhookMalformed("An event needs a string id, a string type and a data object")
+    checked: dict[str, Any] = event
+    return checked
+
+
+async def _apply(session: AsyncSession, event_type: str, data: dict[str, Any]) -> str:
+    if event_type not in ("charge.succeeded", "charge.failed"):
+        return "ignored"
+    charge_id = data.get("charge_id") if isinstance(data.get("charge_id"), str) else None
+    try:
+        reference = uuid.UUID(str(data["reference"])) if data.get("reference") else None
+    except ValueError:
+        reference = None
+    locked = await repo.lock_payment_by_reference(
+        session, charge_id=charge_id, payment_id=reference
+    )
+    if locked is None:
+        return "ignored"
+    payment, order = locked
+    if payment.status != "pending":
+        return "ignored"
+    if charge_id and payment.provider_charge_id is None:
+        payment.provider_charge_id = charge_id
+    if event_type == "charge.succeeded":
+        if payment.provider_charge_id is None:
+            return "ignored"  # a capture we could never refund: wait for an event that names it
+        payment.status, order.status = "succeeded", "paid"
+        await _emit(session, order_paid_event(order, payment))
+    else:
+        code = data.get("failure_code")
+        reason = code if isinstance(code, str) and code else "declined"
+        payment.status, payment.failure_code, order.status = "failed", reason[:64], "failed"
+        await _emit(session, payment_failed_event(order, payment, reason[:64]))
+    await session.flush()
+    return "applied"

@@ -1,0 +1,211 @@
+"""Payments test fixtures: callers, a fast fake provider, committed events, query counting."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from sqlalchemy import event, text
+
+from app.modules.payments.interface import EVENTS, PaymentsEvent
+from app.modules.payments.providers import FakePaymentProvider
+from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
+from app.platform.config import Settings
+from app.platform.security import create_access_token
+from tests.helpers import make_settings
+from tools.pgstack import Stack
+
+WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
+PROVIDER_TIMEOUT = 0.5
+
+
+@pytest.fixture(scope="session")
+def settings(migrated: Stack) -> Settings:
+    # The replica serves catalog reads: wait until it has replayed the migrations.
+    deadline = time.monotonic() + 30
+    while (
+        migrated.replica.psql("SELECT to_regclass('payments_product') IS NOT NULL", db="app") != "t"
+    ):
+        assert time.monotonic() < deadline, "the replica did not replay the payments migration"
+        time.sleep(0.05)
+    return make_settings(
+        migrated,
+        payments_provider_timeout_seconds=PROVIDER_TIMEOUT,
+        payments_fake_provider_latency_ms=0,
+        payments_webhook_secret=WEBHOOK_SECRET,
+    )
+
+
+@pytest.fixture
+def provider(app: FastAPI) -> FakePaymentProvider:
+    """The app's provider, installed before the first request so tests can read its ledger."""
+    fake = FakePaymentProvider(latency_ms=0)
+    app.state.payments_provider = fake
+    return fake
+
+
+@dataclass
+class Caller:
+    user_id: uuid.UUID
+    headers: dict[str, str]
+
+    def with_key(self, key: str | None = None) -> dict[str, str]:
+        return {**self.headers, "Idempotency-Key": key or str(uuid.uuid4())}
+
+
+def _caller(settings: Settings, roles: list[str]) -> Caller:
+    user_id = uuid.uuid4()
+    token = create_access_token(settings, user_id, roles)
+    return Caller(user_id, {"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Caller:
+    return _caller(settings, ["member", "admin"])
+
+
+@pytest.fixture
+def buyer(settings: Settings) -> Caller:
+    return _caller(settings, ["member"])
+
+
+@pytest.fixture
+def other_buyer(settings: Settings) -> Caller:
+    return _caller(settings, ["member"])
+
+
+@dataclass
+class ProductFactory:
+    client: httpx.AsyncClient
+    admin: Caller
+
+    async def __call__(
+        self,
+        name: str | None = None,
+        *,
+        price: int = 1000,
+        currency: str = "EUR",
+        description: str = "",
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            "/v1/products",
+            json={
+                "name": name or f"product {uuid.uuid4().hex[:8]}",
+                "description": description,
+                "price_amount": price,
+                "currency": currency,
+            },
+            headers=self.admin.headers,
+        )
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+
+@pytest.fixture
+def make_product(client: httpx.AsyncClient, admin: Caller) -> ProductFactory:
+    return ProductFactory(client, admin)
+
+
+@dataclass
+class CommittedEvents:
+    """The payments events in the outbox that were published since the test began.
+
+    Only committed transactions leave rows in the outbox, so these are exactly the events that
+    will be delivered.
+    """
+
+    app: FastAPI
+    since: datetime
+
+    async def all(self) -> list[PaymentsEvent]:
+        by_name = {e.name: e for e in EVENTS}
+        async with self.app.state.db.session() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT name, payload FROM platform_outbox_event "
+                        "WHERE name LIKE 'payments.%' AND published_at >= :since "
+                        "ORDER BY published_at, id"
+                    ),
+                    {"since": self.since},
+                )
+            ).all()
+        return [by_name[name].model_validate(payload) for name, payload in rows]
+
+    async def of(self, kind: type[PaymentsEvent], **match: Any) -> list[PaymentsEvent]:
+        return [
+            e
+            for e in await self.all()
+            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items())
+        ]
+
+
+@pytest.fixture
+async def events(app: FastAPI) -> CommittedEvents:
+    # Tests in this package run one at a time; the clock of the database orders them.
+    async with app.state.db.session() as session:
+        since = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
+    return CommittedEvents(app, since)
+
+
+@dataclass
+class QueryCount:
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def max_queries(app: FastAPI, limit: int) -> Iterator[QueryCount]:
+    """Fail when more than ``limit`` SQL statements run, on the primary and replica together.
+
+    A local stand-in for the platform's helper of the same name.
+    """
+    seen = QueryCount()
+    engines = [app.state.db.primary.sync_engine]
+    if app.state.db.replica is not None:
+        engines.append(app.state.db.replica.sync_engine)
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.statements.append(statement)
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert seen.count <= limit, f"{seen.count} queries > {limit}:\n" + "\n".join(seen.statements)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def signed_webhook(
+    payload: dict[str, Any], *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    t = int(time.time()) if timestamp is None else timestamp
+    return body, {SIGNATURE_HEADER: sign(secret, body, t), "Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def db_session(app: FastAPI) -> AsyncIterator[Any]:
+    """A primary session for looking at rows directly."""
+    async with app.state.db.session() as session:
+        yield session
