@@ -18,4 +18,5 @@ def mount_modules(app: FastAPI) -> None:
 
 def load_models() -> None:
     """Import every module's models so ``Base.metadata`` is complete (Alembic, tests)."""
+    import app.modules.analytics.models
     import app.platform.db.base  # noqa: F401
