@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from app.modules.analytics.router import router as analytics_router
+
 # Each module contributes its routers here as it grows endpoints.
-MODULE_ROUTERS: tuple[APIRouter, ...] = ()
+MODULE_ROUTERS: tuple[APIRouter, ...] = (analytics_router,)
 
 
 def mount_modules(app: FastAPI) -> None:
