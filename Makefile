@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python
+.PHONY: help install run serve db stop clean migrate seed lint fmt test test-fast check-python
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ db: $(STAMP) ## start the local PostgreSQL primary + streaming replica (ports 55
 
 migrate: db ## migrate the local database to head
 	@$(PY) -m app migrate
+
+seed: migrate ## fill the local database with demo data (PRESET=small|large, SEED=1; RESET=1 empties first)
+	@$(PY) -m app seed --preset $(or $(PRESET),small) --seed $(or $(SEED),1) $(if $(RESET),--reset,)
 
 run: migrate ## start databases, migrate, and serve the API on :8000 (Ctrl-C stops the server)
 	@echo ""
