@@ -422,5 +422,8 @@ def event_sessions(world: World) -> Iterator[list[EventRow]]:
                     )
                 )
         del rows[quota:]
+        if day == len(quotas) - 1:  # a late session must not run past the seeded period
+            last = world.end - timedelta(microseconds=1)
+            rows = [r if r[1] <= last else (r[0], last, *r[2:]) for r in rows]
         rows.sort(key=lambda r: r[1])
         yield rows
