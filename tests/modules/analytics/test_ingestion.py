@@ -184,10 +184,8 @@ async def test_non_finite_numbers_are_refused_not_a_500(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     anon = f"anon-{uuid.uuid4()}"
-    body = (
-        '{"anonymous_id": "%s", "events": [{"type": "custom", "name": "x", '
-        '"properties": {"v": NaN}}]}' % anon
-    )
+    events = [{"type": "custom", "name": "x", "properties": {"v": "NAN"}}]
+    body = json.dumps({"anonymous_id": anon, "events": events}).replace('"NAN"', "NaN")
     response = await client.post(URL, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["reason"] == "number is not finite"

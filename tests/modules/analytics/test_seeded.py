@@ -61,6 +61,7 @@ def seeded(pg_stack: Stack) -> Iterator[Stack]:
     assert "rows/s" in result.stdout
     assert "rows/s" in result.stderr
     yield pg_stack
+    pg_stack.primary.psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
 
 def _scalar(stack: Stack, sql: str) -> str:
