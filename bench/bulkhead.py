@@ -109,15 +109,20 @@ async def _target_load(
 
 
 async def _flood(
-    client: httpx.AsyncClient, params: dict[str, str], stop: asyncio.Event, outcomes: Counter[int]
+    client: httpx.AsyncClient,
+    params: dict[str, str],
+    stop: asyncio.Event,
+    outcomes: Counter[int],
+    honor: bool,
 ) -> None:
     while not stop.is_set():
         try:
             response = await client.get("/v1/analytics/reports/funnel", params=params)
             outcomes[response.status_code] += 1
             if response.status_code == 503:
-                # A well-behaved client would wait Retry-After; a flood does not, but yields.
-                await asyncio.sleep(0.005)
+                # Dashboards and report jobs back off as told; --no-retry-after floods anyway.
+                wait = float(response.headers.get("retry-after", "1")) if honor else 0.005
+                await asyncio.sleep(wait)
         except httpx.HTTPError:
             outcomes[0] += 1
 
@@ -180,7 +185,8 @@ async def _run(args: argparse.Namespace, base: str) -> None:
 
         stop, outcomes = asyncio.Event(), Counter[int]()
         flood = [
-            asyncio.create_task(_flood(reports, params, stop, outcomes)) for _ in range(args.flood)
+            asyncio.create_task(_flood(reports, params, stop, outcomes, args.retry_after))
+            for _ in range(args.flood)
         ]
         await asyncio.sleep(1.0)  # let the flood fill the bulkhead first
         busy = await _target_load(client, target, args.requests, args.target_concurrency)
@@ -217,7 +223,13 @@ def main() -> None:
     parser.add_argument("--target-header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--flood", type=int, default=16, help="concurrent report clients")
     parser.add_argument("--report-days", type=int, default=30)
-    parser.add_argument("--bulkhead", type=int, default=2, help="report slots (spawned server)")
+    parser.add_argument(
+        "--retry-after",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report clients wait Retry-After on a 503 (--no-retry-after: hammer)",
+    )
+    parser.add_argument("--bulkhead", type=int, default=1, help="report slots (spawned server)")
     parser.add_argument("--report-timeout-ms", type=int, default=5000)
     args = parser.parse_args()
     args.body = Path(args.target_body).read_text() if args.target_body else None

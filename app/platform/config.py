@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     analytics_max_string_length: int = Field(default=512, ge=1)
     # Analytics reports: replica queries under their own timeout and a per-process bulkhead.
     analytics_report_statement_timeout_ms: int = Field(default=5000, ge=1)
-    analytics_report_max_concurrency: int = Field(default=4, ge=1)
+    analytics_report_max_concurrency: int = Field(default=2, ge=1)
     analytics_report_max_range_days: int = Field(default=92, ge=1)
 
     @property

@@ -7,23 +7,31 @@ A table is seeded only when it exists, so a module's table joins the seed by add
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-from app.seed.world import World, event_sessions
+from app.seed.world import EventPools, World, event_day, event_pools
 
 Record = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A seeded table: its rows as records (binary COPY), or as COPY text chunks for the bulk."""
+
     name: str
     columns: tuple[str, ...]
-    rows: Callable[[World], Iterable[Record]]
     count: Callable[[World], int]
+    rows: Callable[[World], Iterable[Record]] | None = None
+    chunks: Callable[[World], AsyncIterator[tuple[bytes, int]]] | None = None
 
 
 def analytics_signup_rows(world: World) -> Iterator[Record]:
@@ -37,23 +45,54 @@ def analytics_checkout_rows(world: World) -> Iterator[Record]:
         yield (o.id, o.user_id, "paid" if o.paid else "failed", o.amount, o.currency, o.at)
 
 
-def analytics_event_rows(world: World) -> Iterator[Record]:
-    for day in event_sessions(world):
-        yield from day
+_pools: EventPools | None = None
+
+
+def _init_worker(pools: EventPools) -> None:
+    global _pools
+    _pools = pools
+
+
+def _worker_day(day: int) -> bytes:
+    assert _pools is not None
+    return event_day(_pools, day)
+
+
+async def analytics_event_chunks(world: World) -> AsyncIterator[tuple[bytes, int]]:
+    """Days of events made by a process per core, handed to COPY in day order.
+
+    Generating rows is the slow part in Python; in parallel processes it keeps up with the
+    server, and this process only forwards bytes.
+    """
+    pools = event_pools(world)
+    workers = max(1, os.cpu_count() or 1)
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(pools,)) as pool:
+        ahead: deque[asyncio.Future[bytes]] = deque()
+        days = iter(range(len(pools.quotas)))
+        for day in islice(days, workers * 2):  # bounded read-ahead: memory stays flat
+            ahead.append(loop.run_in_executor(pool, _worker_day, day))
+        day_index = 0
+        while ahead:
+            chunk = await ahead.popleft()
+            for day in islice(days, 1):
+                ahead.append(loop.run_in_executor(pool, _worker_day, day))
+            yield chunk, pools.quotas[day_index]
+            day_index += 1
 
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "analytics_signup",
         ("user_id", "signed_up_at", "verified_at"),
-        analytics_signup_rows,
         lambda w: len(w.users),
+        rows=analytics_signup_rows,
     ),
     TableSpec(
         "analytics_checkout",
         ("order_id", "user_id", "outcome", "amount", "currency", "at"),
-        analytics_checkout_rows,
         lambda w: len(w.orders),
+        rows=analytics_checkout_rows,
     ),
     TableSpec(
         "analytics_event",
@@ -71,8 +110,8 @@ TABLES: tuple[TableSpec, ...] = (
             "position",
             "properties",
         ),
-        analytics_event_rows,
         lambda w: w.preset.events,
+        chunks=analytics_event_chunks,
     ),
 )
 
@@ -123,6 +162,14 @@ async def _tracked(rows: Iterable[Record], progress: Progress) -> AsyncIterator[
     progress.advance(batch)
 
 
+async def _tracked_chunks(
+    chunks: AsyncIterator[tuple[bytes, int]], progress: Progress
+) -> AsyncIterator[bytes]:
+    async for chunk, rows in chunks:
+        yield chunk
+        progress.advance(rows)
+
+
 @dataclass(frozen=True)
 class TableResult:
     table: str
@@ -157,9 +204,17 @@ async def copy_table(conn: Any, spec: TableSpec, world: World) -> TableResult:
     deferred = await _secondary_indexes(conn, spec.name) if empty else []
     for name, _ in deferred:
         await conn.execute(f'DROP INDEX "{name}"')
-    await conn.copy_records_to_table(
-        spec.name, records=_tracked(spec.rows(world), progress), columns=list(spec.columns)
-    )
+    if spec.chunks is not None:
+        await conn.copy_to_table(
+            spec.name,
+            source=_tracked_chunks(spec.chunks(world), progress),
+            columns=list(spec.columns),
+            format="text",
+        )
+    elif spec.rows is not None:
+        await conn.copy_records_to_table(
+            spec.name, records=_tracked(spec.rows(world), progress), columns=list(spec.columns)
+        )
     if deferred:
         await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
     for _, definition in deferred:

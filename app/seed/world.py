@@ -7,8 +7,9 @@ Distributions (chosen to make the reports look like a real shop's):
 - the funnels drop off: ~72% of signups verify, ~45% of sessions search, ~38% of searches with
   results get a click (ranked positions, geometric), ~86% of checkouts are paid.
 
-Everything derives from ``random.Random(seed)`` and an end date, so one (seed, end) pair always
-produces the same rows. Each table gets one generator function (``*_rows``) in ``tables.py``.
+Everything derives from ``random.Random(seed)`` (events: one RNG per (seed, day)) and an end date,
+so one (seed, end) pair always produces the same rows. Each table gets one generator function in
+``tables.py``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ import math
 import random
 import uuid
 from bisect import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
-
-# asyncpg's C UUID: a uuid.UUID (isinstance holds) built 4x faster, and COPY encodes it directly.
-from asyncpg.pgproto.pgproto import UUID as FastUUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,153 +275,107 @@ def build_world(preset: Preset, seed: int, end: datetime) -> World:
     )
 
 
-EventRow = tuple[
-    str,
-    datetime,
-    uuid.UUID | None,
-    str | None,
-    str | None,
-    str | None,
-    uuid.UUID | None,
-    str | None,
-    int | None,
-    uuid.UUID | None,
-    int | None,
-    str | None,
-]
+@dataclass(frozen=True)
+class EventPools:
+    """What a worker process needs to invent one day of events (picklable, as text already)."""
+
+    seed: int
+    start: datetime
+    quotas: list[int]  # events per day
+    user_ids: list[str]
+    anonymous_ids: list[str]
+    product_paths: list[str]
+    product_ids: list[str]
+    product_cum: list[float]
+    terms: list[str]
+    term_cum: list[float]
 
 
-def event_sessions(world: World) -> Iterator[list[EventRow]]:
-    """Product events, one day's rows at a time, in time order (what the BRIN index expects).
+def event_pools(world: World) -> EventPools:
+    weights = day_weights(world.preset.days, world.start)
+    total = sum(weights)
+    quotas = [int(world.preset.events * w / total) for w in weights]
+    quotas[-1] += world.preset.events - sum(quotas)
+    return EventPools(
+        seed=world.seed,
+        start=world.start,
+        quotas=quotas,
+        user_ids=[u.id.hex for u in world.users],
+        anonymous_ids=world.anonymous_ids,
+        product_paths=[f"/products/{p.id}" for p in world.products],
+        product_ids=[p.id.hex for p in world.products],
+        product_cum=world.product_cum,
+        terms=world.terms,
+        term_cum=world.term_cum,
+    )
 
-    Each day's volume follows ``day_weights``; inside it, visitor sessions (page views, searches,
-    clicks on ranked results, checkouts, custom events) until the day's quota is met.
+
+_N = "\\N"  # NULL in COPY's text format
+_N2, _N3, _N6 = (f"\t{_N}" * k for k in (2, 3, 6))
+_SEED_PROPERTIES = '{"source": "seed"}'
+
+
+def event_day(pools: EventPools, day: int) -> bytes:
+    """One day of product events as COPY text rows, in time order (what the BRIN index expects).
+
+    Visitor sessions (page views, searches, clicks on ranked results, checkouts, custom events)
+    until the day's quota is met. The RNG is seeded per (seed, day), so days can be made in
+    parallel processes and the output does not depend on how many there are.
     """
-    rng = random.Random(world.seed * 7919 + 1)  # noqa: S311 - reproducible demo data
-    preset = world.preset
-    weights = day_weights(preset.days, world.start)
-    total_w = sum(weights)
-    quotas = [int(preset.events * w / total_w) for w in weights]
-    quotas[-1] += preset.events - sum(quotas)
-    user_ids, anon = [u.id for u in world.users], world.anonymous_ids
-    products, pcum = world.products, world.product_cum
-    product_paths = [f"/products/{p.id}" for p in products]
-    terms, tcum = world.terms, world.term_cum
-    ptotal, ttotal = pcum[-1], tcum[-1]
+    rng = random.Random(f"{pools.seed}:{day}")  # noqa: S311 - reproducible demo data
     rand, getrandbits, expovariate = rng.random, rng.getrandbits, rng.expovariate
-    for day, quota in enumerate(quotas):
-        day_start = world.start + timedelta(days=day)
-        rows: list[EventRow] = []
-        while len(rows) < quota:
-            at = random_moment(rng, day_start)
-            if rand() < 0.35:
-                user_id: uuid.UUID | None = user_ids[int(rand() * len(user_ids))]
-                anonymous_id: str | None = None
+    quota, last_day = pools.quotas[day], len(pools.quotas) - 1
+    users, anon = pools.user_ids, pools.anonymous_ids
+    paths, pids, pcum = pools.product_paths, pools.product_ids, pools.product_cum
+    terms, tcum = pools.terms, pools.term_cum
+    ptotal, ttotal, hour_total = pcum[-1], tcum[-1], _HOUR_CUM[-1]
+    rows: list[tuple[float, str]] = []
+    while len(rows) < quota:
+        t = (bisect(_HOUR_CUM, rand() * hour_total) + rand()) * 3600.0  # seconds into the day
+        if rand() < 0.35:
+            actor = f"{users[int(rand() * len(users))]}\t{_N}"
+        else:
+            actor = f"{_N}\t{anon[int(rand() * len(anon))]}"
+        step = 5 + rand() * 40
+        for _ in range(1 + int(expovariate(0.7))):
+            if rand() < 0.4:
+                path = paths[bisect(pcum, rand() * ptotal)]
             else:
-                user_id, anonymous_id = None, anon[int(rand() * len(anon))]
-            step = timedelta(0, 5 + rand() * 40)
-            for _ in range(1 + int(expovariate(0.7))):
-                if rand() < 0.4:
-                    path = product_paths[bisect(pcum, rand() * ptotal)]
-                else:
-                    path = _PAGES[int(rand() * rand() * len(_PAGES))]
-                rows.append(
-                    (
-                        "page_view",
-                        at,
-                        user_id,
-                        anonymous_id,
-                        None,
-                        path,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                    )
-                )
-                at += step
-            if rand() < 0.45:
-                search_id = FastUUID(getrandbits(128).to_bytes(16, "big"))
-                term = terms[bisect(tcum, rand() * ttotal)]
-                results = 0 if rand() < 0.07 else 1 + int(expovariate(1 / 40))
-                rows.append(
-                    (
-                        "search",
-                        at,
-                        user_id,
-                        anonymous_id,
-                        None,
-                        None,
-                        search_id,
-                        term,
-                        results,
-                        None,
-                        None,
-                        None,
-                    )
-                )
-                at += step
-                if results and rand() < 0.38:
-                    for _ in range(1 if rand() < 0.85 else 2):
-                        position = min(results, 1 + int(expovariate(0.45)))
-                        pid = products[bisect(pcum, rand() * ptotal)].id
-                        rows.append(
-                            (
-                                "search_click",
-                                at,
-                                user_id,
-                                anonymous_id,
-                                None,
-                                None,
-                                search_id,
-                                None,
-                                None,
-                                pid,
-                                position,
-                                None,
-                            )
-                        )
-                        at += step
-                    if rand() < 0.15:
-                        rows.append(
-                            (
-                                "checkout_started",
-                                at,
-                                user_id,
-                                anonymous_id,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                            )
-                        )
-            if rand() < 0.03:
-                name = _CUSTOM[int(rand() * len(_CUSTOM))]
-                rows.append(
-                    (
-                        "custom",
-                        at,
-                        user_id,
-                        anonymous_id,
-                        name,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        None,
-                        '{"source": "seed"}',
-                    )
-                )
-        del rows[quota:]
-        if day == len(quotas) - 1:  # a late session must not run past the seeded period
-            last = world.end - timedelta(microseconds=1)
-            rows = [r if r[1] <= last else (r[0], last, *r[2:]) for r in rows]
-        rows.sort(key=lambda r: r[1])
-        yield rows
+                path = _PAGES[int(rand() * rand() * len(_PAGES))]
+            rows.append((t, f"page_view\t{{}}\t{actor}\t{_N}\t{path}{_N6}"))
+            t += step
+        if rand() < 0.45:
+            search_id = f"{getrandbits(128):032x}"
+            term = terms[bisect(tcum, rand() * ttotal)]
+            results = 0 if rand() < 0.07 else 1 + int(expovariate(1 / 40))
+            rows.append((t, f"search\t{{}}\t{actor}{_N2}\t{search_id}\t{term}\t{results}{_N3}"))
+            t += step
+            if results and rand() < 0.38:
+                for _ in range(1 if rand() < 0.85 else 2):
+                    position = min(results, 1 + int(expovariate(0.45)))
+                    pid = pids[bisect(pcum, rand() * ptotal)]
+                    click = f"{search_id}{_N2}\t{pid}\t{position}\t{_N}"
+                    rows.append((t, f"search_click\t{{}}\t{actor}{_N2}\t{click}"))
+                    t += step
+                if rand() < 0.15:
+                    rows.append((t, f"checkout_started\t{{}}\t{actor}{_N6}{_N2}"))
+        if rand() < 0.03:
+            name = _CUSTOM[int(rand() * len(_CUSTOM))]
+            rows.append((t, f"custom\t{{}}\t{actor}\t{name}{_N6}\t{_SEED_PROPERTIES}"))
+    del rows[quota:]
+    rows.sort(key=lambda r: r[0])
+    day_start = pools.start + timedelta(days=day)
+    dates = [f"{(day_start + timedelta(days=d)):%Y-%m-%d}" for d in range(2)]
+    out = []
+    for t, line in rows:
+        whole = int(t)
+        micros = int((t - whole) * 1_000_000)
+        spill, rest = divmod(whole, 86400)
+        if spill and day == last_day:  # a late session must not run past the seeded period
+            spill, rest, micros = 0, 86399, 999_999
+        hours, rest = divmod(rest, 3600)
+        minutes, seconds = divmod(rest, 60)
+        stamp = f"{dates[min(spill, 1)]} {hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}+00"
+        out.append(line.replace("{}", stamp, 1))
+    out.append("")
+    return "\n".join(out).encode()
