@@ -329,7 +329,7 @@ def event_day(pools: EventPools, day: int) -> bytes:
     paths, pids, pcum = pools.product_paths, pools.product_ids, pools.product_cum
     terms, tcum = pools.terms, pools.term_cum
     ptotal, ttotal, hour_total = pcum[-1], tcum[-1], _HOUR_CUM[-1]
-    rows: list[tuple[float, str]] = []
+    rows: list[tuple[float, str, str]] = []  # (seconds into the day, type, the other columns)
     while len(rows) < quota:
         t = (bisect(_HOUR_CUM, rand() * hour_total) + rand()) * 3600.0  # seconds into the day
         if rand() < 0.35:
@@ -342,40 +342,43 @@ def event_day(pools: EventPools, day: int) -> bytes:
                 path = paths[bisect(pcum, rand() * ptotal)]
             else:
                 path = _PAGES[int(rand() * rand() * len(_PAGES))]
-            rows.append((t, f"page_view\t{{}}\t{actor}\t{_N}\t{path}{_N6}"))
+            rows.append((t, "page_view", f"{actor}\t{_N}\t{path}{_N6}"))
             t += step
         if rand() < 0.45:
             search_id = f"{getrandbits(128):032x}"
             term = terms[bisect(tcum, rand() * ttotal)]
             results = 0 if rand() < 0.07 else 1 + int(expovariate(1 / 40))
-            rows.append((t, f"search\t{{}}\t{actor}{_N2}\t{search_id}\t{term}\t{results}{_N3}"))
+            rows.append((t, "search", f"{actor}{_N2}\t{search_id}\t{term}\t{results}{_N3}"))
             t += step
             if results and rand() < 0.38:
                 for _ in range(1 if rand() < 0.85 else 2):
                     position = min(results, 1 + int(expovariate(0.45)))
                     pid = pids[bisect(pcum, rand() * ptotal)]
                     click = f"{search_id}{_N2}\t{pid}\t{position}\t{_N}"
-                    rows.append((t, f"search_click\t{{}}\t{actor}{_N2}\t{click}"))
+                    rows.append((t, "search_click", f"{actor}{_N2}\t{click}"))
                     t += step
                 if rand() < 0.15:
-                    rows.append((t, f"checkout_started\t{{}}\t{actor}{_N6}{_N2}"))
+                    rows.append((t, "checkout_started", f"{actor}{_N6}{_N2}"))
         if rand() < 0.03:
             name = _CUSTOM[int(rand() * len(_CUSTOM))]
-            rows.append((t, f"custom\t{{}}\t{actor}\t{name}{_N6}\t{_SEED_PROPERTIES}"))
+            rows.append((t, "custom", f"{actor}\t{name}{_N6}\t{_SEED_PROPERTIES}"))
     del rows[quota:]
     rows.sort(key=lambda r: r[0])
     day_start = pools.start + timedelta(days=day)
-    dates = [f"{(day_start + timedelta(days=d)):%Y-%m-%d}" for d in range(2)]
+    # "YYYY-MM-DD HH:MM:" for every minute of this day and the next (late sessions spill over).
+    minutes = [
+        f"{day_start + timedelta(days=d):%Y-%m-%d} {h:02d}:{m:02d}:"
+        for d in range(2)
+        for h in range(24)
+        for m in range(60)
+    ]
+    # A late session must not run past the seeded period.
+    ceiling = 86_400_000_000 - 1 if day == last_day else 2 * 86_400_000_000 - 1
     out = []
-    for t, line in rows:
-        whole = int(t)
-        micros = int((t - whole) * 1_000_000)
-        spill, rest = divmod(whole, 86400)
-        if spill and day == last_day:  # a late session must not run past the seeded period
-            spill, rest, micros = 0, 86399, 999_999
-        hours, rest = divmod(rest, 3600)
-        minutes, seconds = divmod(rest, 60)
-        stamp = f"{dates[min(spill, 1)]} {hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}+00"
-        out.append(line.replace("{}", stamp, 1))
+    for t, kind, rest in rows:
+        micros = min(int(t * 1_000_000), ceiling)
+        minute, micros = divmod(micros, 60_000_000)
+        seconds, micros = divmod(micros, 1_000_000)
+        out.append(f"{kind}\t{minutes[minute]}{seconds:02d}.{micros:06d}+00\t{rest}")
     out.append("")
     return "\n".join(out).encode()
