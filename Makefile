@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ db: $(STAMP) ## start the local PostgreSQL primary + streaming replica (ports 55
 
 migrate: db ## migrate the local database to head
 	@$(PY) -m app migrate
+
+seed: migrate ## fill the local database with demo data (PRESET=small|large, SEED=1; RESET=1 empties first)
+	@$(PY) -m app seed --preset $(or $(PRESET),small) --seed $(or $(SEED),1) $(if $(RESET),--reset,)
+
+bench-bulkhead: migrate ## write p99 idle vs under a flood of slow reports (ARGS=--help for options)
+	@$(PY) -m bench.bulkhead $(ARGS)
 
 run: migrate ## start databases, migrate, and serve the API on :8000 (Ctrl-C stops the server)
 	@echo ""

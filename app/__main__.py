@@ -103,6 +103,43 @@ def db_current() -> None:
     command.current(_alembic_cfg(), verbose=False)
 
 
+@app.command("seed")
+def seed_command(
+    preset: Annotated[str, typer.Option(help="small (200k events) or large (5M events)")] = "small",
+    seed: Annotated[int, typer.Option(help="RNG seed: the same seed, the same rows")] = 1,
+    end: Annotated[
+        str | None, typer.Option(help="end of the seeded period, YYYY-MM-DD (default: today)")
+    ] = None,
+    reset: Annotated[bool, typer.Option(help="empty the seeded tables first")] = False,
+) -> None:
+    """Fill the database with realistic demo data via COPY (users, products, orders, events)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from app.platform.config import get_settings
+    from app.seed.runner import SeedError
+    from app.seed.runner import seed as run_seed
+    from app.seed.world import PRESETS
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"choose one of {', '.join(PRESETS)}", param_hint="--preset")
+    until = datetime.fromisoformat(end).replace(tzinfo=UTC) if end else None
+    try:
+        result = asyncio.run(
+            run_seed(
+                str(get_settings().database_url), PRESETS[preset], seed=seed, end=until, reset=reset
+            )
+        )
+    except SeedError as exc:
+        typer.echo(f"seed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for t in result.tables:
+        typer.echo(
+            f"{t.table:<20} {t.rows:>11,} rows in {t.seconds:7.2f} s "
+            f"{t.rows_per_second:>10,.0f} rows/s"
+        )
+
+
 @app.command()
 def worker(
     concurrency: Annotated[

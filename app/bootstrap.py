@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from app.modules.auth.interface import PasswordResetRequested, UserSignedUp
+from app.modules.analytics import listeners as analytics
+from app.modules.analytics.router import router as analytics_router
+from app.modules.auth.interface import EmailVerified, PasswordResetRequested, UserSignedUp
 from app.modules.auth.router import router as auth_router
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
@@ -18,7 +20,12 @@ from app.modules.payments.router import router as payments_router
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 
-MODULE_ROUTERS: tuple[APIRouter, ...] = (auth_router, payments_router, notifications_router)
+MODULE_ROUTERS: tuple[APIRouter, ...] = (
+    auth_router,
+    payments_router,
+    notifications_router,
+    analytics_router,
+)
 
 
 def mount_modules(app: FastAPI) -> None:
@@ -50,9 +57,19 @@ def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTR
         name="notifications.send_password_reset_email",
     )
 
+    registry.subscribe(UserSignedUp, analytics.on_user_signed_up, name="analytics.record_signup")
+    registry.subscribe(
+        EmailVerified, analytics.on_email_verified, name="analytics.record_verification"
+    )
+    registry.subscribe(OrderPaid, analytics.on_order_paid, name="analytics.record_paid_checkout")
+    registry.subscribe(
+        PaymentFailed, analytics.on_payment_failed, name="analytics.record_failed_checkout"
+    )
+
 
 def load_models() -> None:
     """Import every module's models so ``Base.metadata`` is complete (Alembic, tests)."""
+    import app.modules.analytics.models
     import app.modules.auth.models
     import app.modules.notifications.models
     import app.modules.payments.models

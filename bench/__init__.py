@@ -1,1 +1,1 @@
-"""Benchmarks: scripts that print figures (make bench-*)."""
+"""Benchmarks: scripts that print figures (make bench-*), never timed tests."""

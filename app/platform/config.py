@@ -121,6 +121,17 @@ class Settings(BaseSettings):
     payments_webhook_tolerance_seconds: int = Field(default=300, ge=1)
     payments_idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
 
+    # Analytics ingestion limits: a batch over any of them is refused whole with a 422.
+    analytics_max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    analytics_max_properties_bytes: int = Field(default=4096, ge=2)
+    analytics_max_properties_keys: int = Field(default=50, ge=0)
+    analytics_max_properties_depth: int = Field(default=4, ge=1)
+    analytics_max_string_length: int = Field(default=512, ge=1)
+    # Analytics reports: replica queries under their own timeout and a per-process bulkhead.
+    analytics_report_statement_timeout_ms: int = Field(default=5000, ge=1)
+    analytics_report_max_concurrency: int = Field(default=2, ge=1)
+    analytics_report_max_range_days: int = Field(default=92, ge=1)
+
     @property
     def is_dev(self) -> bool:
         return self.env in ("development", "test")

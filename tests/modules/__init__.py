@@ -1,0 +1,1 @@
+"""Tests of the business modules, one package per module."""

@@ -1,0 +1,113 @@
+"""HTTP endpoints of analytics: event ingestion and the admin reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query
+
+from app.modules.analytics import service
+from app.modules.analytics.dependencies import Limits, Window, report_slot
+from app.modules.analytics.schemas import (
+    BatchAccepted,
+    ClickedProductsReport,
+    EventBatch,
+    FunnelReport,
+    Interval,
+    SearchTermsReport,
+)
+from app.platform.db import PrimarySession, ReadSession
+from app.platform.security import AdminPrincipal, OptionalPrincipal
+
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+
+# Report handlers declare their dependencies in the order they must run: the caller is checked,
+# then the window, and only then is a bulkhead slot taken, before the read session is used.
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "The batch was refused whole: `errors` names each bad event's index"}
+}
+_REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid window: from >= to, range too long, or interval unknown"},
+    503: {"description": "Too many reports running (see Retry-After)"},
+    504: {"description": "The report exceeded its statement timeout and was cancelled"},
+}
+
+
+@router.post("/events", status_code=202, response_model=BatchAccepted, responses=_REFUSED)
+async def ingest_events(
+    batch: EventBatch,
+    principal: OptionalPrincipal,
+    session: PrimarySession,
+    limits: Limits,
+    background: BackgroundTasks,
+) -> BatchAccepted:
+    """Store a batch of product events, all or nothing, in one insert.
+
+    Signed-in clients send their access token; anonymous ones an `anonymous_id`.
+    """
+    counts = await service.ingest(
+        session,
+        batch.events,
+        user_id=principal.user_id if principal else None,
+        anonymous_id=batch.anonymous_id,
+        limits=limits,
+    )
+    # Background tasks run after the response, so after the commit: only stored events count.
+    background.add_task(service.count_stored, counts)
+    return BatchAccepted(accepted=len(batch.events))
+
+
+@router.get(
+    "/reports/funnel",
+    response_model=FunnelReport,
+    response_model_by_alias=True,
+    responses=_REPORT_ERRORS,
+)
+async def funnel_report(
+    _: AdminPrincipal,
+    window: Window,
+    _slot: Annotated[None, report_slot("funnel")],
+    session: ReadSession,
+    interval: Annotated[Interval, Query()] = "day",
+) -> FunnelReport:
+    """Signup completion, checkout success and search-to-click per interval (admin)."""
+    return await service.funnel(session, window.start, window.end, interval, window.timeout_ms)
+
+
+@router.get(
+    "/reports/search-terms",
+    response_model=SearchTermsReport,
+    response_model_by_alias=True,
+    responses=_REPORT_ERRORS,
+)
+async def search_terms_report(
+    _: AdminPrincipal,
+    window: Window,
+    _slot: Annotated[None, report_slot("search_terms")],
+    session: ReadSession,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> SearchTermsReport:
+    """The most frequent search terms in the window, with how many found nothing (admin)."""
+    return await service.top_search_terms(
+        session, window.start, window.end, limit, window.timeout_ms
+    )
+
+
+@router.get(
+    "/reports/clicked-products",
+    response_model=ClickedProductsReport,
+    response_model_by_alias=True,
+    responses=_REPORT_ERRORS,
+)
+async def clicked_products_report(
+    _: AdminPrincipal,
+    window: Window,
+    _slot: Annotated[None, report_slot("clicked_products")],
+    session: ReadSession,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ClickedProductsReport:
+    """The products most clicked from search results in the window (admin)."""
+    return await service.most_clicked_products(
+        session, window.start, window.end, limit, window.timeout_ms
+    )

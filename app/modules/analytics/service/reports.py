@@ -1,0 +1,227 @@
+"""Report use cases: the funnel and the top lists, under a timeout and behind a bulkhead."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.modules.analytics import metrics, repository
+from app.modules.analytics.schemas import (
+    ClickedProduct,
+    ClickedProductsReport,
+    FunnelBucket,
+    FunnelReport,
+    Interval,
+    SearchTerm,
+    SearchTermsReport,
+)
+from app.platform.config import Settings
+from app.platform.errors import GatewayTimeout, ServiceUnavailable, ValidationFailed
+
+MAX_BUCKETS = 1000
+RETRY_AFTER_SECONDS = 1
+
+_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request)
+_RECOVERY_CONFLICT = "40001"  # a replica cancelled the query to replay WAL
+
+
+class Bulkhead:
+    """At most ``size`` report queries at once in this process; the next one is refused at once.
+
+    Refusing instead of queueing is the point: a queue of slow reports would hold requests, and
+    with them connections and memory, that the rest of the API (checkout first) needs.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.in_use = 0
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def slot(self, report: str) -> AsyncIterator[None]:
+        if self._slots.locked():
+            metrics.REPORTS_REJECTED.labels(report, "bulkhead").inc()
+            raise ServiceUnavailable(
+                f"{self.size} reports are running; retry in a moment",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+        # Not locked, so this returns without suspending: the check and the take are atomic.
+        await self._slots.acquire()
+        self.in_use += 1
+        metrics.REPORTS_IN_FLIGHT.inc()
+        try:
+            yield
+        finally:
+            metrics.REPORTS_IN_FLIGHT.dec()
+            self.in_use -= 1
+            self._slots.release()
+
+
+@asynccontextmanager
+async def _report(session: AsyncSession, report: str, timeout_ms: int) -> AsyncIterator[None]:
+    """Run a report's statements under a transaction-local timeout; map cancellations."""
+    started = time.perf_counter()
+    try:
+        await repository.set_statement_timeout(session, timeout_ms)
+        yield
+    except DBAPIError as exc:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == _QUERY_CANCELED:
+            metrics.REPORTS_REJECTED.labels(report, "timeout").inc()
+            raise GatewayTimeout(
+                f"The report took longer than {timeout_ms} ms and was cancelled; "
+                "narrow the time range or use a coarser interval",
+                timeout_ms=timeout_ms,
+            ) from exc
+        if sqlstate == _RECOVERY_CONFLICT:
+            metrics.REPORTS_REJECTED.labels(report, "conflict").inc()
+            raise ServiceUnavailable(
+                "The replica cancelled the report to apply changes; retry",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after=RETRY_AFTER_SECONDS,
+            ) from exc
+        raise
+    finally:
+        metrics.REPORT_SECONDS.labels(report).observe(time.perf_counter() - started)
+
+
+_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def _truncate(moment: datetime, interval: Interval) -> datetime:
+    """What ``date_trunc(interval, moment, 'UTC')`` returns (weeks start on Monday)."""
+    moment = moment.astimezone(UTC)
+    if interval == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if interval == "day" else day - timedelta(days=day.weekday())
+
+
+def bucket_starts(start: datetime, end: datetime, interval: Interval) -> list[datetime]:
+    first = _truncate(start, interval)
+    return [first + i * _STEP[interval] for i in range(math.ceil((end - first) / _STEP[interval]))]
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _bucket(
+    start: datetime,
+    end: datetime,
+    signups: Sequence[int],
+    checkouts: Sequence[int],
+    searches: Sequence[int],
+) -> FunnelBucket:
+    started, verified = signups
+    paid, failed = checkouts
+    searched, clicked = searches
+    return FunnelBucket(
+        start=start,
+        end=end,
+        signups_started=started,
+        signups_verified=verified,
+        signup_completion_rate=_rate(verified, started),
+        checkouts_paid=paid,
+        checkouts_failed=failed,
+        checkout_success_rate=_rate(paid, paid + failed),
+        searches=searched,
+        searches_clicked=clicked,
+        search_to_click_ratio=_rate(clicked, searched),
+    )
+
+
+FUNNEL_DEFINITIONS = {
+    "signup_completion_rate": (
+        "signups started in the interval that have verified their email (at any time), "
+        "divided by signups started in the interval"
+    ),
+    "checkout_success_rate": (
+        "orders whose payment succeeded in the interval, divided by orders whose outcome "
+        "(paid, or failed and not paid since) fell in the interval"
+    ),
+    "search_to_click_ratio": (
+        "searches made in the interval with at least one result click (at any time), divided by "
+        "searches made in the interval"
+    ),
+}
+
+
+def check_window(start: datetime, end: datetime, settings: Settings) -> None:
+    if start >= end:
+        raise ValidationFailed(
+            "'from' must be before 'to'",
+            errors=[{"loc": ["query", "from"], "field": "from", "msg": "must be before 'to'"}],
+        )
+    max_range = timedelta(days=settings.analytics_report_max_range_days)
+    if end - start > max_range:
+        raise ValidationFailed(
+            f"The range is longer than {max_range.days} days",
+            errors=[{"loc": ["query", "to"], "field": "to", "msg": "range too long"}],
+        )
+
+
+async def funnel(
+    session: AsyncSession, start: datetime, end: datetime, interval: Interval, timeout_ms: int
+) -> FunnelReport:
+    starts = bucket_starts(start, end, interval)
+    if len(starts) > MAX_BUCKETS:
+        raise ValidationFailed(
+            f"{len(starts)} intervals; at most {MAX_BUCKETS}: choose a coarser interval",
+            errors=[{"loc": ["query", "interval"], "field": "interval", "msg": "too fine"}],
+        )
+    async with _report(session, "funnel", timeout_ms):
+        signups = await repository.funnel_signups(session, interval, start, end)
+        checkouts = await repository.funnel_checkouts(session, interval, start, end)
+        searches = await repository.funnel_searches(session, interval, start, end)
+    by_bucket: dict[datetime, list[int]] = {s: [0] * 6 for s in starts}
+    for offset, rows in ((0, signups), (2, checkouts), (4, searches)):
+        for bucket, a, b in rows:
+            slot = by_bucket.setdefault(bucket.astimezone(UTC), [0] * 6)
+            slot[offset], slot[offset + 1] = a, b
+    step = _STEP[interval]
+    buckets = [
+        _bucket(max(s, start), min(s + step, end), v[0:2], v[2:4], v[4:6])
+        for s, v in sorted(by_bucket.items())
+    ]
+    sums = [sum(v[i] for v in by_bucket.values()) for i in range(6)]
+    return FunnelReport(
+        from_=start,
+        to=end,
+        interval=interval,
+        definitions=FUNNEL_DEFINITIONS,
+        buckets=buckets,
+        totals=_bucket(start, end, sums[0:2], sums[2:4], sums[4:6]),
+    )
+
+
+async def top_search_terms(
+    session: AsyncSession, start: datetime, end: datetime, limit: int, timeout_ms: int
+) -> SearchTermsReport:
+    async with _report(session, "search_terms", timeout_ms):
+        rows = await repository.top_search_terms(session, start, end, limit)
+    return SearchTermsReport(
+        from_=start,
+        to=end,
+        terms=[SearchTerm(term=t, searches=n, zero_result_searches=z) for t, n, z in rows],
+    )
+
+
+async def most_clicked_products(
+    session: AsyncSession, start: datetime, end: datetime, limit: int, timeout_ms: int
+) -> ClickedProductsReport:
+    async with _report(session, "clicked_products", timeout_ms):
+        rows = await repository.most_clicked_products(session, start, end, limit)
+    return ClickedProductsReport(
+        from_=start,
+        to=end,
+        products=[ClickedProduct(product_id=p, clicks=n, mean_position=m) for p, n, m in rows],
+    )
