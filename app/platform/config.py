@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     db_echo: bool = False
+    db_n_plus_one_threshold: int = Field(
+        default=5, ge=2, description="one statement shape run this often per request is an N+1"
+    )
+    db_n_plus_one_strict: bool = Field(
+        default=False, description="raise on an N+1 instead of counting and warning (tests)"
+    )
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
@@ -57,6 +63,7 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1, description="request bodies over this get 413"
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    access_log: bool = Field(default=True, description="one structured log line per request")
 
     @property
     def is_dev(self) -> bool:

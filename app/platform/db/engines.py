@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.platform.config import Settings
+from app.platform.observability.sql import InstrumentedPool, instrument_engine
 
 
 def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
@@ -31,9 +32,11 @@ def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
         # A restarted or failed-over server leaves dead connections in the pool; one cheap
         # round trip on checkout is worth more than a 500 on the first request afterwards.
         pool_pre_ping=True,
+        poolclass=InstrumentedPool,
         echo=settings.db_echo,
         connect_args=connect_args,
     )
+    instrument_engine(engine, target=target, settings=settings)
     return engine
 
 

@@ -1,0 +1,199 @@
+"""HTTP RED metrics and the access log, from one pure ASGI middleware around the whole app.
+
+The route is resolved here, before the app runs, against the app's own routes: a 401 from a
+dependency, a 429 from a middleware or a 500 rendered by ``RequestIdMiddleware`` all carry the
+route template of the request they answer. The module owning a route is the one its endpoint is
+defined in (``app.modules.<name>....``); everything else is ``platform``.
+
+The hot path allocates little: the label children of each route and method are resolved once and
+kept, so a request costs a route match, two closures and a handful of dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.metrics import Counter, Gauge, Histogram
+from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.platform.observability import instruments as m
+from app.platform.observability.context import PLATFORM, observe
+from app.platform.observability.logging import get_logger
+
+UNMATCHED = "<unmatched>"
+OTHER_METHOD = "OTHER"
+STANDARD_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+)
+CLIENT_CLOSED = 499  # nginx's code for "the client went away before the response was sent"
+
+access_log = get_logger("app.access")
+
+
+def module_of(route: BaseRoute) -> str:
+    """``app.modules.<name>.router`` -> ``<name>``; the platform, FastAPI's docs -> platform."""
+    endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
+    parts = getattr(endpoint, "__module__", "").split(".")
+    if len(parts) >= 3 and parts[0] == "app" and parts[1] == "modules":
+        return parts[2]
+    return PLATFORM
+
+
+def template_of(route: BaseRoute) -> str:
+    path: str = getattr(route, "path", UNMATCHED)
+    if isinstance(route, Mount):
+        return path.rstrip("/") + "/{path:path}"
+    return path
+
+
+@dataclass(slots=True)
+class _MethodSeries:
+    duration: Histogram
+    module: str
+    route: str
+    method: str
+    statuses: dict[int, Counter] = field(default_factory=dict)
+
+    def requests(self, status: int) -> Counter:
+        found = self.statuses.get(status)
+        if found is None:
+            found = self.statuses[status] = m.HTTP_REQUESTS.labels(
+                self.module, self.route, self.method, str(status)
+            )
+        return found
+
+
+@dataclass(slots=True)
+class _RouteSeries:
+    module: str
+    route: str
+    in_progress: Gauge
+    db_queries: Histogram
+    methods: dict[str, _MethodSeries] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, module: str, route: str) -> _RouteSeries:
+        return cls(
+            module,
+            route,
+            m.HTTP_IN_PROGRESS.labels(module, route),
+            m.HTTP_DB_QUERIES.labels(module, route),
+        )
+
+    def method(self, method: str) -> _MethodSeries:
+        found = self.methods.get(method)
+        if found is None:
+            found = self.methods[method] = _MethodSeries(
+                m.HTTP_DURATION.labels(self.module, self.route, method),
+                self.module,
+                self.route,
+                method,
+            )
+        return found
+
+
+class HttpMetricsMiddleware:
+    """Count, time and log every HTTP request under its module and route template.
+
+    Installed outermost, so it sees the final status of everything inside, including the 500 that
+    ``RequestIdMiddleware`` renders for an unhandled exception.
+    """
+
+    def __init__(self, app: ASGIApp, router: Router, access_log: bool = True) -> None:
+        self.app = app
+        self.router = router
+        self.access_log = access_log
+        self._routes: list[BaseRoute] | None = None
+        self._count = -1
+        self._table: list[tuple[BaseRoute, _RouteSeries]] = []
+        self._unmatched = _RouteSeries.make(PLATFORM, UNMATCHED)
+
+    def _resolve(self, scope: Scope) -> _RouteSeries:
+        routes = self.router.routes
+        if routes is not self._routes or len(routes) != self._count:
+            # Routes are added after the middleware is built (tests, late include_router).
+            self._table = [(r, _RouteSeries.make(module_of(r), template_of(r))) for r in routes]
+            self._routes, self._count = routes, len(routes)
+        partial: _RouteSeries | None = None
+        for route, series in self._table:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return series
+            if match is Match.PARTIAL and partial is None:
+                partial = series  # the path exists, the method does not: a 405 of this route
+        return partial or self._unmatched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        series = self._resolve(scope)
+        method = scope["method"]
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD
+        by_method = series.methods.get(method) or series.method(method)
+
+        status = 0
+        complete = False
+        disconnected = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, complete
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+            elif kind == "http.response.body":
+                complete = not message.get("more_body", False)
+            elif kind == "http.response.pathsend":
+                complete = True
+            await send(message)
+
+        async def receive_observed() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not complete:
+                disconnected = True
+            return message
+
+        failure: BaseException | None = None
+        series.in_progress.inc()
+        started = time.perf_counter()
+        with observe(series.module, series.route) as observation:
+            try:
+                await self.app(scope, receive_observed, send_observed)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                duration = time.perf_counter() - started
+                if disconnected or isinstance(failure, asyncio.CancelledError):
+                    status = CLIENT_CLOSED
+                elif failure is not None or status == 0:
+                    status = 500  # what the server sends for an app that broke or never answered
+                series.in_progress.dec()
+                by_method.requests(status).inc()
+                by_method.duration.observe(duration)
+                series.db_queries.observe(observation.queries)
+                if self.access_log:
+                    self._log(scope, series, method, status, duration, observation.queries)
+
+    @staticmethod
+    def _log(
+        scope: Scope, series: _RouteSeries, method: str, status: int, duration: float, queries: int
+    ) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        access_log.info(
+            "request",
+            request_id=state.get("request_id"),
+            method=method,
+            path=scope.get("path"),
+            module=series.module,
+            route=series.route,
+            status=status,
+            duration_ms=round(duration * 1000, 3),
+            db_queries=queries,
+        )
