@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs once, from /docker-entrypoint-initdb.d, when the primary's data volume is empty.
+# It mirrors what tools/pgstack.py does for the local stack, so the app sees the same roles,
+# extensions and grants whichever way the database was started.
+set -Eeuo pipefail
+
+: "${APP_DB_USER:=app}"
+: "${APP_DB_PASSWORD:=app}"
+: "${APP_DB_NAME:=app}"
+: "${REPLICATION_USER:=replicator}"
+: "${REPLICATION_PASSWORD:=replicator}"
+: "${REPLICATION_SLOT:=replica1}"
+: "${EXPORTER_USER:=exporter}"
+: "${EXPORTER_PASSWORD:=exporter}"
+
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
+    -v app_user="$APP_DB_USER" -v app_password="$APP_DB_PASSWORD" -v app_db="$APP_DB_NAME" \
+    -v repl_user="$REPLICATION_USER" -v repl_password="$REPLICATION_PASSWORD" \
+    -v slot="$REPLICATION_SLOT" \
+    -v exporter_user="$EXPORTER_USER" -v exporter_password="$EXPORTER_PASSWORD" <<'SQL'
+-- CREATEDB, not superuser: the app owns its database and nothing else.
+CREATE ROLE :"app_user" LOGIN PASSWORD :'app_password' CREATEDB;
+CREATE DATABASE :"app_db" OWNER :"app_user";
+-- The app reads replay lag and pg_stat_replication for /readyz and replica routing.
+GRANT pg_monitor TO :"app_user";
+
+-- A role that can only stream WAL, so the replica never holds the superuser's password.
+CREATE ROLE :"repl_user" WITH REPLICATION LOGIN PASSWORD :'repl_password';
+-- A slot keeps the WAL the replica still needs across its restarts (bounded by
+-- max_slot_wal_keep_size in the compose command, so a dead replica cannot fill the disk).
+SELECT pg_create_physical_replication_slot(:'slot');
+
+-- postgres-exporter reads statistics only.
+CREATE ROLE :"exporter_user" LOGIN PASSWORD :'exporter_password';
+GRANT pg_monitor TO :"exporter_user";
+SQL
+
+for db in "$APP_DB_NAME" postgres; do
+    psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" \
+        -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+done
+
+# The image's default pg_hba.conf admits replication from loopback only. samenet is the compose
+# network the server sits on, whatever subnet Docker picked for it.
+echo "host replication ${REPLICATION_USER} samenet scram-sha-256" >>"$PGDATA/pg_hba.conf"
