@@ -73,6 +73,4 @@ def max_queries(limit: int) -> Iterator[QueryLog]:
         yield ran
     if ran.count > limit:
         listing = "\n".join(f"  {i}. {sql}" for i, sql in enumerate(ran.statements, 1))
-        raise AssertionError(
-            f"expected at most {limit} queries, {ran.count} ran:\n{listing}"
-        )
+        raise AssertionError(f"expected at most {limit} queries, {ran.count} ran:\n{listing}")

@@ -12,12 +12,15 @@ kept, so a request costs a route match, two closures and a handful of dictionary
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi.routing import RouteContext, iter_route_contexts
 from prometheus_client.metrics import Counter, Gauge, Histogram
-from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.platform.observability import instruments as m
@@ -34,20 +37,45 @@ CLIENT_CLOSED = 499  # nginx's code for "the client went away before the respons
 access_log = get_logger("app.access")
 
 
-def module_of(route: BaseRoute) -> str:
+def module_of(endpoint: Any) -> str:
     """``app.modules.<name>.router`` -> ``<name>``; the platform, FastAPI's docs -> platform."""
-    endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
-    parts = getattr(endpoint, "__module__", "").split(".")
+    parts = (getattr(endpoint, "__module__", None) or "").split(".")
     if len(parts) >= 3 and parts[0] == "app" and parts[1] == "modules":
         return parts[2]
     return PLATFORM
 
 
-def template_of(route: BaseRoute) -> str:
-    path: str = getattr(route, "path", UNMATCHED)
-    if isinstance(route, Mount):
-        return path.rstrip("/") + "/{path:path}"
-    return path
+@dataclass(slots=True)
+class _Candidate:
+    """One effective route (included routers flattened), reduced to what matching needs."""
+
+    context: RouteContext
+    path_regex: re.Pattern[str] | None
+    methods: frozenset[str] | None
+    series: _RouteSeries
+
+    @classmethod
+    def of(cls, context: RouteContext) -> _Candidate:
+        template = context.path_format or context.path or UNMATCHED
+        endpoint = context.endpoint or getattr(context.original_route, "app", None)
+        regex = getattr(context, "path_regex", None)
+        methods = context.methods
+        return cls(
+            context,
+            regex if isinstance(regex, re.Pattern) else None,
+            frozenset(methods) if methods else None,
+            _RouteSeries.make(module_of(endpoint), template),
+        )
+
+    def match(self, scope: Scope, path: str) -> Match:
+        if self.path_regex is None:  # not a plain path route (a host route, a frontend group)
+            found: Match = self.context.matches(scope)[0]
+            return found
+        if self.path_regex.match(path) is None:
+            return Match.NONE
+        if self.methods is not None and scope["method"] not in self.methods:
+            return Match.PARTIAL
+        return Match.FULL
 
 
 @dataclass(slots=True)
@@ -109,22 +137,24 @@ class HttpMetricsMiddleware:
         self.access_log = access_log
         self._routes: list[BaseRoute] | None = None
         self._count = -1
-        self._table: list[tuple[BaseRoute, _RouteSeries]] = []
+        self._table: list[_Candidate] = []
         self._unmatched = _RouteSeries.make(PLATFORM, UNMATCHED)
 
     def _resolve(self, scope: Scope) -> _RouteSeries:
+        """The route the router will pick, as the router picks it: first full match wins."""
         routes = self.router.routes
         if routes is not self._routes or len(routes) != self._count:
-            # Routes are added after the middleware is built (tests, late include_router).
-            self._table = [(r, _RouteSeries.make(module_of(r), template_of(r))) for r in routes]
+            # Routes can be added after the middleware is built (tests, late include_router).
+            self._table = [_Candidate.of(c) for c in iter_route_contexts(routes)]
             self._routes, self._count = routes, len(routes)
+        path = get_route_path(scope)
         partial: _RouteSeries | None = None
-        for route, series in self._table:
-            match, _ = route.matches(scope)
+        for candidate in self._table:
+            match = candidate.match(scope, path)
             if match is Match.FULL:
-                return series
+                return candidate.series
             if match is Match.PARTIAL and partial is None:
-                partial = series  # the path exists, the method does not: a 405 of this route
+                partial = candidate.series  # the path exists, the method does not: its 405
         return partial or self._unmatched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

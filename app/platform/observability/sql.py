@@ -122,6 +122,8 @@ class InstrumentedPool(AsyncAdaptedQueuePool):
     """
 
     target: str | None = None
+    # Log as the pool it extends: SQLAlchemy keeps its "sqlalchemy.*" loggers at WARNING.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
     def connect(self) -> PoolProxiedConnection:
         if self.target is None:
