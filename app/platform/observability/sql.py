@@ -25,7 +25,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 
 from app.platform.config import Settings
 from app.platform.observability import instruments as m
-from app.platform.observability.context import PLATFORM, current_scope
+from app.platform.observability.context import PLATFORM, ObservationScope, current_scope
 from app.platform.observability.logging import get_logger
 
 log = get_logger("app.db")
@@ -178,30 +178,32 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         executemany: bool,
     ) -> None:
         operation, shape = classify(statement)
-        if context is not None:
-            context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
-            context._obs_operation = operation  # type: ignore[attr-defined]
         for found in _counting.get():
             found.statements.append(statement)
         scope = current_scope()
-        if scope is None:
-            return
-        scope.queries += 1
-        seen = scope.shapes[shape] = scope.shapes[shape] + 1
-        if seen == threshold:
-            m.DB_N_PLUS_ONE.labels(scope.module, scope.route).inc()
-            log.warning(
-                "n_plus_one",
-                module=scope.module,
-                route=scope.route,
-                kind=scope.kind,
-                executions=seen,
-                statement=shape,
+        if scope is not None:
+            scope.queries += 1
+            seen = scope.shapes[shape] = scope.shapes[shape] + 1
+            if seen == threshold:
+                _n_plus_one(scope, shape, seen)
+        if context is not None:
+            context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
+            context._obs_operation = operation  # type: ignore[attr-defined]
+
+    def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:
+        m.DB_N_PLUS_ONE.labels(scope.module, scope.route).inc()
+        log.warning(
+            "n_plus_one",
+            module=scope.module,
+            route=scope.route,
+            kind=scope.kind,
+            executions=seen,
+            statement=shape,
+        )
+        if strict:
+            raise NPlusOneDetected(
+                f"N+1: {scope.route} ({scope.module}) ran this statement {seen} times: {shape}"
             )
-            if strict:
-                raise NPlusOneDetected(
-                    f"N+1: {scope.route} ({scope.module}) ran this statement {seen} times: {shape}"
-                )
 
     def finish(context: ExecutionContext | None) -> None:
         started: float | None = getattr(context, "_obs_started", None)
