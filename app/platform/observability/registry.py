@@ -21,7 +21,14 @@ import os
 from collections.abc import Sequence
 from typing import Literal, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -31,6 +38,9 @@ MultiprocessMode = Literal[
     "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
     "livemostrecent",
 ]  # fmt: skip
+
+# The ``*_created`` series double what every counter and histogram exposes and no rule uses them.
+disable_created_metrics()
 
 _M = TypeVar("_M", Counter, Gauge, Histogram)
 _declared: dict[str, Counter | Gauge | Histogram] = {}

@@ -23,9 +23,7 @@ QUERIES = ("db_query_duration_seconds_count",)
 
 
 def _count(operation: str, target: str, module: str = "payments") -> object:
-    return key(
-        "db_query_duration_seconds_count", module=module, operation=operation, target=target
-    )
+    return key("db_query_duration_seconds_count", module=module, operation=operation, target=target)
 
 
 async def _warm(db: Database) -> None:
@@ -94,7 +92,9 @@ async def test_queries_per_request_histogram(app: FastAPI, client: httpx.AsyncCl
     labels = {"module": "analytics", "route": "/v1/three"}
     before = snapshot(("http_request_db_queries", "db_query_duration_seconds_count"))
     assert (await client.get("/v1/three")).json() == {"total": 6}
-    moved = changes(before, snapshot(("http_request_db_queries", "db_query_duration_seconds_count")))
+    moved = changes(
+        before, snapshot(("http_request_db_queries", "db_query_duration_seconds_count"))
+    )
     assert moved[key("http_request_db_queries_count", **labels)] == 1
     assert moved[key("http_request_db_queries_sum", **labels)] == 3
     assert moved[key("http_request_db_queries_bucket", **labels, le="3.0")] == 1
