@@ -177,9 +177,8 @@ async def test_max_queries_fails_when_exceeded(app: FastAPI) -> None:
     with max_queries(2) as ran:
         await run(2)
     assert ran.count == 2
-    with pytest.raises(AssertionError, match=r"at most 2 queries, 3 ran") as err:
-        with max_queries(2):
-            await run(3)
+    with pytest.raises(AssertionError, match=r"at most 2 queries, 3 ran") as err, max_queries(2):
+        await run(3)
     assert "3. SELECT 3" in str(err.value)
 
 
