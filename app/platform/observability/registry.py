@@ -40,7 +40,7 @@ MultiprocessMode = Literal[
 ]  # fmt: skip
 
 # The ``*_created`` series double what every counter and histogram exposes and no rule uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _M = TypeVar("_M", Counter, Gauge, Histogram)
 _declared: dict[str, Counter | Gauge | Histogram] = {}
