@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-http
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,3 +64,6 @@ test: lint ## lint, then every test against a throwaway primary + replica
 
 test-fast: $(STAMP) ## the tests alone, without lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (needs wrk)
+	$(PY) -m bench.http_overhead $(BENCH_ARGS)

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from fastapi.routing import RouteContext, iter_route_contexts
-from prometheus_client.metrics import Counter, Gauge, Histogram
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.platform.observability import instruments as m
-from app.platform.observability.context import PLATFORM, observe
+from app.platform.observability.context import (
+    PLATFORM,
+    ObservationScope,
+    activate,
+    deactivate,
+)
+from app.platform.observability.fast import Inc, Observer, adder
 from app.platform.observability.logging import get_logger
 
 UNMATCHED = "<unmatched>"
@@ -78,49 +83,46 @@ class _Candidate:
         return Match.FULL
 
 
-@dataclass(slots=True)
 class _MethodSeries:
-    duration: Histogram
-    module: str
-    route: str
-    method: str
-    statuses: dict[int, Counter] = field(default_factory=dict)
+    """The children of one route and method: the duration histogram, a counter per status."""
 
-    def requests(self, status: int) -> Counter:
+    __slots__ = ("duration", "method", "module", "route", "statuses")
+
+    def __init__(self, module: str, route: str, method: str) -> None:
+        self.module, self.route, self.method = module, route, method
+        self.duration = Observer(m.HTTP_DURATION.labels(module, route, method))
+        self.statuses: dict[int, Inc] = {}
+
+    def requests(self, status: int) -> Inc:
         found = self.statuses.get(status)
         if found is None:
-            found = self.statuses[status] = m.HTTP_REQUESTS.labels(
-                self.module, self.route, self.method, str(status)
+            found = self.statuses[status] = adder(
+                m.HTTP_REQUESTS.labels(self.module, self.route, self.method, str(status))
             )
         return found
 
 
-@dataclass(slots=True)
 class _RouteSeries:
-    module: str
-    route: str
-    in_progress: Gauge
-    db_queries: Histogram
-    methods: dict[str, _MethodSeries] = field(default_factory=dict)
+    """The children of one route, resolved once: in progress, queries, and per method."""
+
+    __slots__ = ("db_queries", "in_progress", "methods", "module", "route", "static")
+
+    def __init__(self, module: str, route: str) -> None:
+        self.module, self.route = module, route
+        self.in_progress = adder(m.HTTP_IN_PROGRESS.labels(module, route))
+        self.db_queries = Observer(m.HTTP_DB_QUERIES.labels(module, route))
+        self.methods: dict[str, _MethodSeries] = {}
+        # A template without parameters matches one path only: its lookups can be memoized.
+        self.static = "{" not in route and route != UNMATCHED
 
     @classmethod
     def make(cls, module: str, route: str) -> _RouteSeries:
-        return cls(
-            module,
-            route,
-            m.HTTP_IN_PROGRESS.labels(module, route),
-            m.HTTP_DB_QUERIES.labels(module, route),
-        )
+        return cls(module, route)
 
     def method(self, method: str) -> _MethodSeries:
         found = self.methods.get(method)
         if found is None:
-            found = self.methods[method] = _MethodSeries(
-                m.HTTP_DURATION.labels(self.module, self.route, method),
-                self.module,
-                self.route,
-                method,
-            )
+            found = self.methods[method] = _MethodSeries(self.module, self.route, method)
         return found
 
 
@@ -138,6 +140,8 @@ class HttpMetricsMiddleware:
         self._routes: list[BaseRoute] | None = None
         self._count = -1
         self._table: list[_Candidate] = []
+        self._memo: dict[tuple[str, str], _RouteSeries] = {}
+        self._memoize = False
         self._unmatched = _RouteSeries.make(PLATFORM, UNMATCHED)
 
     def _resolve(self, scope: Scope) -> _RouteSeries:
@@ -147,15 +151,28 @@ class HttpMetricsMiddleware:
             # Routes can be added after the middleware is built (tests, late include_router).
             self._table = [_Candidate.of(c) for c in iter_route_contexts(routes)]
             self._routes, self._count = routes, len(routes)
+            self._memo = {}
+            self._memoize = all(c.path_regex is not None for c in self._table)
         path = get_route_path(scope)
+        memo_key = (path, scope["method"])
+        found = self._memo.get(memo_key)
+        if found is not None:
+            return found
         partial: _RouteSeries | None = None
         for candidate in self._table:
             match = candidate.match(scope, path)
             if match is Match.FULL:
-                return candidate.series
+                found = candidate.series
+                break
             if match is Match.PARTIAL and partial is None:
                 partial = candidate.series  # the path exists, the method does not: its 405
-        return partial or self._unmatched
+        else:
+            found = partial or self._unmatched
+        # Only parameter-free templates are memoized: a bounded set, whatever paths clients
+        # send. Routing depends on path and method alone unless a host route is in the table.
+        if found.static and self._memoize and len(self._memo) < 4096:
+            self._memo[memo_key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -190,26 +207,28 @@ class HttpMetricsMiddleware:
             return message
 
         failure: BaseException | None = None
-        series.in_progress.inc()
-        started = time.perf_counter()
-        with observe(series.module, series.route) as observation:
-            try:
-                await self.app(scope, receive_observed, send_observed)
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                duration = time.perf_counter() - started
-                if disconnected or isinstance(failure, asyncio.CancelledError):
-                    status = CLIENT_CLOSED
-                elif failure is not None or status == 0:
-                    status = 500  # what the server sends for an app that broke or never answered
-                series.in_progress.dec()
-                by_method.requests(status).inc()
-                by_method.duration.observe(duration)
-                series.db_queries.observe(observation.queries)
-                if self.access_log:
-                    self._log(scope, series, method, status, duration, observation.queries)
+        observation = ObservationScope(series.module, series.route)
+        token = activate(observation)
+        series.in_progress(1)
+        started = perf_counter()
+        try:
+            await self.app(scope, receive_observed, send_observed)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            duration = perf_counter() - started
+            deactivate(token)
+            if disconnected or isinstance(failure, asyncio.CancelledError):
+                status = CLIENT_CLOSED
+            elif failure is not None or status == 0:
+                status = 500  # what the server sends for an app that broke or never answered
+            series.in_progress(-1)
+            by_method.requests(status)(1)
+            by_method.duration(duration)
+            series.db_queries(observation.queries)
+            if self.access_log:
+                self._log(scope, series, method, status, duration, observation.queries)
 
     @staticmethod
     def _log(
