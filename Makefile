@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,3 +76,6 @@ bench-replica: $(STAMP) ## share of statements on the primary, replica routing o
 
 bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveries per second
 	$(PY) -m bench.events $(BENCH_ARGS)
+
+bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (needs wrk)
+	$(PY) -m bench.http_overhead $(BENCH_ARGS)

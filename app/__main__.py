@@ -28,20 +28,23 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
     reload: Annotated[bool, typer.Option(help="reload on code changes (development)")] = False,
 ) -> None:
-    """Serve the HTTP API with uvicorn."""
-    import uvicorn
+    """Serve the HTTP API with uvicorn.
 
+    With PROMETHEUS_MULTIPROC_DIR set, /metrics adds up all workers (the folder is wiped first).
+    """
     from app.platform.config import get_settings
+    from app.platform.observability.multiprocess import serve as serve_app
 
     settings = get_settings()
-    uvicorn.run(
+    serve_app(
         "app.main:create_app",
-        factory=True,
         host=host or settings.host,
         port=port or settings.port,
         workers=None if reload else workers,
         reload=reload,
         log_config=None,
+        # The app writes its own access log line (with module, route and query count).
+        access_log=False,
         proxy_headers=True,
         server_header=False,
     )

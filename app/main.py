@@ -16,6 +16,8 @@ from app.platform.db.consistency import ConsistencyTokenMiddleware
 from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.platform.observability import endpoint as metrics_endpoint
+from app.platform.observability.http import HttpMetricsMiddleware
 from app.platform.observability.logging import configure_logging, get_logger
 
 log = get_logger("app")
@@ -54,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Starlette runs the last-added middleware first: request ids wrap everything.
+    # Starlette runs the last-added middleware first: metrics wrap request ids (so they see the
+    # 500 those render), request ids wrap everything else.
     app.add_middleware(
         ConsistencyTokenMiddleware,
         cookie_max_age=int(settings.db_read_your_writes_seconds),
@@ -62,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, router=app.router, access_log=settings.access_log)
 
     app.include_router(health.router)
+    app.include_router(metrics_endpoint.router)
     bootstrap.mount_modules(app)
     return app

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import pytest
 
 from app.platform.config import Settings
 from app.platform.db import Database
+from app.platform.observability.sql import QueryLog, count_queries
 from tools.pgstack import Stack
 
 T = TypeVar("T")
@@ -44,6 +46,8 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         # Every test client shares one address; tests of the per-address limit lower it.
         "auth_login_failures_per_ip": 10_000,
         "auth_reset_requests_per_ip": 10_000,
+        # An N+1 in any test fails it, instead of only counting and warning.
+        "db_n_plus_one_strict": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -96,3 +100,19 @@ async def replica_caught_up(db: Database, timeout: float = 10.0) -> None:
             )
 
     await wait_for(replayed, timeout=timeout, interval=0.02)
+
+
+@contextmanager
+def max_queries(limit: int) -> Iterator[QueryLog]:
+    """Assert the block runs at most ``limit`` SQL statements (in-process requests included).
+
+    Every list endpoint's tests state its query budget with this::
+
+        with max_queries(3):
+            resp = await client.get("/v1/orders")
+    """
+    with count_queries() as ran:
+        yield ran
+    if ran.count > limit:
+        listing = "\n".join(f"  {i}. {sql}" for i, sql in enumerate(ran.statements, 1))
+        raise AssertionError(f"expected at most {limit} queries, {ran.count} ran:\n{listing}")

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     db_read_your_writes_seconds: float = Field(
         default=30.0, ge=0, description="how long a process remembers a user's last write"
     )
+    db_n_plus_one_threshold: int = Field(
+        default=5, ge=2, description="one statement shape run this often per request is an N+1"
+    )
+    db_n_plus_one_strict: bool = Field(
+        default=False, description="raise on an N+1 instead of counting and warning (tests)"
+    )
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
@@ -87,6 +93,7 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1, description="request bodies over this get 413"
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    access_log: bool = Field(default=True, description="one structured log line per request")
 
     # Events: the outbox dispatcher (app/platform/events).
     events_dispatcher_enabled: bool = Field(

@@ -16,6 +16,7 @@ from app.platform.db.consistency import TokenCodec, WriteMemory, WriteTrackingSe
 from app.platform.db.lsn import lsn_to_int
 from app.platform.db.replica import ReplicaMonitor
 from app.platform.db.routing import ReadRouter, RoutedReadSession
+from app.platform.observability.sql import InstrumentedPool, instrument_engine
 
 
 def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
@@ -35,9 +36,11 @@ def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
         # A restarted or failed-over server leaves dead connections in the pool; one cheap
         # round trip on checkout is worth more than a 500 on the first request afterwards.
         pool_pre_ping=True,
+        poolclass=InstrumentedPool,
         echo=settings.db_echo,
         connect_args=connect_args,
     )
+    instrument_engine(engine, target=target, settings=settings)
     return engine
 
 

@@ -7,22 +7,21 @@ the outbox dispatcher one per delivery (``route`` then names the listener: ``lis
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 PLATFORM = "platform"
 
 
-@dataclass
+@dataclass(slots=True)
 class ObservationScope:
     module: str
     route: str
     kind: str = "http"  # "http" | "event"
     queries: int = 0
-    shapes: Counter[str] = field(default_factory=Counter)
+    shapes: dict[str, int] = field(default_factory=dict)  # normalized statement -> executions
 
 
 _current: ContextVar[ObservationScope | None] = ContextVar("observation_scope", default=None)
@@ -30,6 +29,15 @@ _current: ContextVar[ObservationScope | None] = ContextVar("observation_scope", 
 
 def current_scope() -> ObservationScope | None:
     return _current.get()
+
+
+def activate(scope: ObservationScope) -> Token[ObservationScope | None]:
+    """``observe()`` without the context manager, for the per-request hot path."""
+    return _current.set(scope)
+
+
+def deactivate(token: Token[ObservationScope | None]) -> None:
+    _current.reset(token)
 
 
 @contextmanager

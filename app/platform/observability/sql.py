@@ -1,0 +1,240 @@
+"""SQL instrumentation: statement timing per module, pool state, the N+1 detector, query counting.
+
+``instrument_engine()`` is called by ``Database`` for each engine it creates (primary and replica).
+Every statement is attributed to the current observation scope (the HTTP request or the event
+delivery running it; ``platform`` outside any), counted on that scope, and its normalized shape
+is tallied: the ``threshold``-th execution of one shape within one scope is an N+1, which bumps
+``db_n_plus_one_total``, logs one warning and, in strict mode (the tests), raises.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.metrics import Histogram
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, ExceptionContext, ExecutionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
+
+from app.platform.config import Settings
+from app.platform.observability import instruments as m
+from app.platform.observability.context import PLATFORM, ObservationScope, current_scope
+from app.platform.observability.logging import get_logger
+
+log = get_logger("app.db")
+
+OPERATIONS = ("select", "insert", "update", "delete")
+_CACHE_LIMIT = 4096
+
+
+class NPlusOneDetected(AssertionError):
+    """Raised in strict mode when one statement shape repeats within a request or delivery."""
+
+
+# --- statement normalization ------------------------------------------------------------------
+
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
+_PARAMS = re.compile(r"\$\d+|%\(\w+\)s|%s|\?|(?<![:\w]):\w+")
+_CASTS = re.compile(r"::[\w\[\]]+(?:\s*\([\d,\s]*\))?")
+_NUMBERS = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?\b", re.I)
+_LISTS = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+_SPACES = re.compile(r"\s+")
+_DML = re.compile(r"\b(insert|update|delete)\b", re.I)
+
+_shapes: dict[str, tuple[str, str]] = {}
+
+
+def normalize(statement: str) -> str:
+    """The statement's shape: literals, parameters and casts stripped, IN-lists collapsed."""
+    shape = _COMMENTS.sub(" ", statement)
+    shape = _STRINGS.sub("?", shape)
+    shape = _CASTS.sub("", shape)
+    shape = _PARAMS.sub("?", shape)
+    shape = _NUMBERS.sub("?", shape)
+    shape = _LISTS.sub("(?)", shape)
+    return _SPACES.sub(" ", shape).strip()
+
+
+def classify(statement: str) -> tuple[str, str]:
+    """``(operation, shape)`` of a statement, cached: an app runs a small set of statements."""
+    found = _shapes.get(statement)
+    if found is None:
+        shape = normalize(statement)
+        word = shape.split(" ", 1)[0].lower() if shape else ""
+        if word in OPERATIONS:
+            operation = word
+        elif word == "with":
+            dml = _DML.search(shape)
+            operation = dml.group(1).lower() if dml else "select"
+        else:
+            operation = "other"
+        found = (operation, shape)
+        if len(_shapes) >= _CACHE_LIMIT:
+            _shapes.clear()  # literal-laden ad-hoc SQL must not grow this without bound
+        _shapes[statement] = found
+    return found
+
+
+# --- counting queries in a block (tests' query budgets) ----------------------------------------
+
+
+@dataclass
+class QueryLog:
+    """The statements run inside one ``count_queries()`` block, in order."""
+
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+_counting: ContextVar[tuple[QueryLog, ...]] = ContextVar("query_counting", default=())
+
+
+@contextmanager
+def count_queries() -> Iterator[QueryLog]:
+    """Record every statement run in this context (and the requests it makes in-process)."""
+    found = QueryLog()
+    token = _counting.set((*_counting.get(), found))
+    try:
+        yield found
+    finally:
+        _counting.reset(token)
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+
+class InstrumentedPool(AsyncAdaptedQueuePool):
+    """The async queue pool, reporting its state and how long a checkout waits.
+
+    Subclassed rather than listened to because no pool event marks the start of a checkout, and
+    the checkin event fires before the connection is back in the queue.
+    """
+
+    target: str | None = None
+    # Log as the pool it extends: SQLAlchemy keeps its "sqlalchemy.*" loggers at WARNING.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
+    def connect(self) -> PoolProxiedConnection:
+        if self.target is None:
+            return super().connect()
+        started = time.perf_counter()
+        try:
+            return super().connect()
+        finally:
+            m.DB_POOL_WAIT.labels(self.target).observe(time.perf_counter() - started)
+            self._report()
+
+    def _do_return_conn(self, record: Any) -> None:
+        super()._do_return_conn(record)
+        if self.target is not None:
+            self._report()
+
+    def recreate(self) -> InstrumentedPool:
+        pool: InstrumentedPool = super().recreate()  # type: ignore[assignment]
+        pool.target = self.target
+        return pool
+
+    def _report(self) -> None:
+        target = self.target
+        m.DB_POOL_SIZE.labels(target).set(self.size())
+        m.DB_POOL_CHECKED_OUT.labels(target).set(self.checkedout())
+        # Negative while the pool has not opened pool_size connections yet: not overflow.
+        m.DB_POOL_OVERFLOW.labels(target).set(max(0, self.overflow()))
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -> None:
+    """Time every statement on ``engine`` and feed the N+1 detector; report its pool."""
+    threshold = settings.db_n_plus_one_threshold
+    strict = settings.db_n_plus_one_strict
+    children: dict[tuple[str, str], Histogram] = {}
+
+    def child(module: str, operation: str) -> Histogram:
+        key = (module, operation)
+        found = children.get(key)
+        if found is None:
+            found = children[key] = m.DB_QUERY_DURATION.labels(module, operation, target)
+        return found
+
+    def before(
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> None:
+        operation, shape = classify(statement)
+        for found in _counting.get():
+            found.statements.append(statement)
+        scope = current_scope()
+        if scope is not None:
+            scope.queries += 1
+            seen = scope.shapes[shape] = scope.shapes.get(shape, 0) + 1
+            if seen == threshold:
+                _n_plus_one(scope, shape, seen)
+        if context is not None:
+            context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
+            context._obs_operation = operation  # type: ignore[attr-defined]
+
+    def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:
+        m.DB_N_PLUS_ONE.labels(scope.module, scope.route).inc()
+        log.warning(
+            "n_plus_one",
+            module=scope.module,
+            route=scope.route,
+            kind=scope.kind,
+            executions=seen,
+            statement=shape,
+        )
+        if strict:
+            raise NPlusOneDetected(
+                f"N+1: {scope.route} ({scope.module}) ran this statement {seen} times: {shape}"
+            )
+
+    def finish(context: ExecutionContext | None) -> None:
+        started: float | None = getattr(context, "_obs_started", None)
+        if started is None:
+            return
+        context._obs_started = None  # type: ignore[union-attr]
+        scope = current_scope()
+        module = scope.module if scope is not None else PLATFORM
+        child(module, context._obs_operation).observe(  # type: ignore[union-attr]
+            time.perf_counter() - started
+        )
+
+    def after(
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> None:
+        finish(context)
+
+    def failed(exception_context: ExceptionContext) -> None:
+        # A statement that timed out or failed still took its time: it is the one to see.
+        finish(exception_context.execution_context)
+
+    sync_engine = engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", before)
+    event.listen(sync_engine, "after_cursor_execute", after)
+    event.listen(sync_engine, "handle_error", failed)
+    pool = sync_engine.pool
+    if isinstance(pool, InstrumentedPool):
+        pool.target = target
+        pool._report()
