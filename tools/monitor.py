@@ -77,19 +77,23 @@ def render_prometheus_config(
         glob["scrape_timeout"] = scrape_interval
     if evaluation_interval:
         glob["evaluation_interval"] = evaluation_interval
-    config["rule_files"] = (
-        rule_files if rule_files is not None else [str(RULES_DIR / "*.yml")]
-    )
+    config["rule_files"] = rule_files if rule_files is not None else [str(RULES_DIR / "*.yml")]
     if alertmanager_target is None:
         config.pop("alerting", None)
     else:
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]}
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [alertmanager_target]}]}]
+        }
 
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     missing = {"app", "prometheus", "alertmanager", "postgres"} - jobs.keys()
     if missing:
         raise MonitorError(f"{PROMETHEUS_CONFIG} has no scrape job {sorted(missing)}")
-    targets = {"app": app_target, "prometheus": prometheus_target, "alertmanager": alertmanager_target}
+    targets = {
+        "app": app_target,
+        "prometheus": prometheus_target,
+        "alertmanager": alertmanager_target,
+    }
     for name, target in targets.items():
         if target is not None:
             jobs[name]["static_configs"] = [{"targets": [target]}]
@@ -127,7 +131,9 @@ class Service:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _spawn(name: str, cmd: list[str], url: str, log: Path, env: dict[str, str] | None = None) -> Service:
+def _spawn(
+    name: str, cmd: list[str], url: str, log: Path, env: dict[str, str] | None = None
+) -> Service:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as handle:
         process = subprocess.Popen(
@@ -171,9 +177,13 @@ def start_alertmanager(config: Path, data: Path, port: int, log: Path) -> Servic
 def start_postgres_exporter(dsn: str, port: int, log: Path) -> Service:
     binary = find_binary(EXPORTER_BINARIES)
     if binary is None:
-        raise MonitorError("postgres_exporter is not installed (Debian: prometheus-postgres-exporter)")
+        raise MonitorError(
+            "postgres_exporter is not installed (Debian: prometheus-postgres-exporter)"
+        )
     cmd = [binary, f"--web.listen-address=127.0.0.1:{port}"]
-    return _spawn("postgres_exporter", cmd, f"http://127.0.0.1:{port}", log, {"DATA_SOURCE_NAME": dsn})
+    return _spawn(
+        "postgres_exporter", cmd, f"http://127.0.0.1:{port}", log, {"DATA_SOURCE_NAME": dsn}
+    )
 
 
 def wait_ready(service: Service, path: str = "/-/ready", timeout: float = 30.0) -> None:

@@ -1,4 +1,4 @@
-"""What the monitoring tests share: the repository's rules, tests and dashboards, and a Prometheus."""
+"""What the monitoring tests share: the rules, rule tests and dashboards, and a Prometheus."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ class PanelQuery:
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
-    return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(DASHBOARDS_DIR.rglob("*.json"))}
+    return {
+        p.name: json.loads(p.read_text("utf-8")) for p in sorted(DASHBOARDS_DIR.rglob("*.json"))
+    }
 
 
 def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
