@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http monitor
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ run: migrate ## start databases, migrate, and serve the API on :8000 (Ctrl-C sto
 	@echo "  (the databases keep running after Ctrl-C; 'make stop' stops them)"
 	@echo ""
 	@$(PY) -m app serve
+
+monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app and databases; Ctrl-C stops
+	@$(PY) -m tools.monitor
 
 stop: ## stop the local databases
 	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack stop; else $(PYTHON) -m tools.pgstack stop; fi
