@@ -149,6 +149,10 @@ def worker(
         int | None,
         typer.Option(min=1, help="deliveries in flight (default APP_EVENTS_CONCURRENCY)"),
     ] = None,
+    heartbeat_file: Annotated[
+        str | None,
+        typer.Option(help="touch this file every few seconds while the event loop is alive"),
+    ] = None,
 ) -> None:
     """Run an outbox dispatcher on its own (as many as you like, beside the app's or instead)."""
     import asyncio
@@ -173,9 +177,25 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, dispatcher.stop)
-        await dispatcher.run()
+        beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
+        try:
+            await dispatcher.run()
+        finally:
+            if beat is not None:
+                beat.cancel()
 
     asyncio.run(main())
+
+
+async def _heartbeat(path: str, every: float = 5.0) -> None:
+    """A liveness signal for container health checks: a stuck event loop stops touching it."""
+    import asyncio
+    from pathlib import Path
+
+    target = Path(path)
+    while True:
+        await asyncio.to_thread(target.touch)
+        await asyncio.sleep(every)
 
 
 events_app = typer.Typer(help="Operate the outbox: failed deliveries, resubmitting them.")

@@ -19,30 +19,31 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from app.platform.observability.registry import counter, gauge, histogram
 
-EVENTS = Counter(
+EVENTS = counter(
     "analytics_events_total",
     "Analytics events stored by ingestion, by event type.",
     ["type"],
 )
-BATCHES_REJECTED = Counter(
+BATCHES_REJECTED = counter(
     "analytics_batches_rejected_total",
     "Analytics ingestion batches refused whole, by reason.",
     ["reason"],
 )
-REPORT_SECONDS = Histogram(
+REPORT_SECONDS = histogram(
     "analytics_report_seconds",
     "Time spent running an analytics report's queries.",
     ["report"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-REPORTS_REJECTED = Counter(
+REPORTS_REJECTED = counter(
     "analytics_reports_rejected_total",
     "Analytics reports not answered: bulkhead full, statement timeout or replica conflict.",
     ["report", "reason"],
 )
-REPORTS_IN_FLIGHT = Gauge(
+REPORTS_IN_FLIGHT = gauge(
     "analytics_reports_in_flight",
-    "Analytics report queries running now in this process.",
+    "Analytics report queries running now (summed over live worker processes).",
+    multiprocess_mode="livesum",
 )

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from app.platform.observability.registry import counter
 
-SIGNUPS = Counter("auth_signups_total", "Signups by stage (started, verified)", ["stage"])
-LOGINS = Counter("auth_logins_total", "Login attempts by outcome", ["outcome"])
+SIGNUPS = counter("auth_signups_total", "Signups by stage (started, verified)", ["stage"])
+LOGINS = counter("auth_logins_total", "Login attempts by outcome", ["outcome"])
 
 for _stage in ("started", "verified"):
     SIGNUPS.labels(stage=_stage)

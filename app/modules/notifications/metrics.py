@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from app.platform.observability.registry import counter
 
-NOTIFICATIONS_CREATED = Counter(
+NOTIFICATIONS_CREATED = counter(
     "notifications_created_total", "Inbox notifications created.", ["template"]
 )
-EMAILS = Counter(
+EMAILS = counter(
     "notification_emails_total",
     "Notification email attempts by outcome (sent, failed, skipped).",
     ["template", "outcome"],

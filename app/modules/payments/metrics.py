@@ -13,19 +13,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from app.platform.observability.registry import counter, histogram
 
 CHECKOUT_OUTCOMES = ("succeeded", "declined", "error", "pending")
 WEBHOOK_OUTCOMES = ("applied", "ignored", "duplicate", "invalid_signature", "stale", "malformed")
 
-checkouts_total = Counter(
+checkouts_total = counter(
     "payments_checkouts_total", "Checkouts that reached the payment provider", ["outcome"]
 )
-refunds_total = Counter("payments_refunds_total", "Refunds issued")
-webhooks_total = Counter(
+refunds_total = counter("payments_refunds_total", "Refunds issued")
+webhooks_total = counter(
     "payments_webhooks_total", "Payment provider webhook deliveries", ["outcome"]
 )
-checkout_duration_seconds = Histogram(
+checkout_duration_seconds = histogram(
     "payments_checkout_duration_seconds",
     "Wall time of a checkout, the provider's charge included",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),

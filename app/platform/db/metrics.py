@@ -9,25 +9,25 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from app.platform.observability.registry import counter, gauge
 
 # Under PROMETHEUS_MULTIPROC_DIR each worker checks on its own: report the worst live view.
-REPLICA_HEALTHY = Gauge(
+REPLICA_HEALTHY = gauge(
     "db_replica_healthy",
     "1 while reads may go to the replica, 0 while they fall back to the primary",
     multiprocess_mode="livemin",
 )
-REPLICA_LAG_BYTES = Gauge(
+REPLICA_LAG_BYTES = gauge(
     "db_replica_lag_bytes",
     "WAL bytes the replica has yet to replay, at the last successful check",
     multiprocess_mode="livemax",
 )
-REPLICA_LAG_SECONDS = Gauge(
+REPLICA_LAG_SECONDS = gauge(
     "db_replica_lag_seconds",
     "How far behind the replica's replay is in time; 0 when no bytes are behind",
     multiprocess_mode="livemax",
 )
-READ_ROUTES = Counter(
+READ_ROUTES = counter(
     "db_read_route_total",
     "Read sessions by the node that served them (target) and why (reason)",
     ["target", "reason"],

@@ -14,10 +14,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from tests.helpers import max_queries
 from tests.modules.analytics.conftest import replica_caught_up
 from tools.pgstack import Stack
 
 FUNNEL = "/v1/analytics/reports/funnel"
+REPORT_BUDGET = 2  # the transaction's settings, then the report
+FUNNEL_BUDGET = 4  # settings, then signups, checkouts and searches: one query each
 TERMS = "/v1/analytics/reports/search-terms"
 PRODUCTS = "/v1/analytics/reports/clicked-products"
 
@@ -126,11 +129,12 @@ def _rate(part: int, whole: int) -> float | None:
 async def test_funnel_rates_per_day_match_the_rows(
     client: httpx.AsyncClient, admin_headers: dict[str, str], funnel_rows: dict[str, Any]
 ) -> None:
-    response = await client.get(
-        FUNNEL,
-        params={"from": _iso(START), "to": _iso(END), "interval": "day"},
-        headers=admin_headers,
-    )
+    with max_queries(FUNNEL_BUDGET):
+        response = await client.get(
+            FUNNEL,
+            params={"from": _iso(START), "to": _iso(END), "interval": "day"},
+            headers=admin_headers,
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["from"] == "2021-03-01T00:00:00Z"
@@ -210,13 +214,16 @@ async def test_top_search_terms_and_most_clicked_products(
     await _insert(app, migrated, _INSERT_EVENT, rows)
     window = {"from": "2021-04-01T00:00:00Z", "to": "2021-04-02T00:00:00Z"}
 
-    response = await client.get(TERMS, params={**window, "limit": 2}, headers=admin_headers)
+    # Query budget: the transaction's settings, then one query per report, whatever the rows.
+    with max_queries(REPORT_BUDGET):
+        response = await client.get(TERMS, params={**window, "limit": 2}, headers=admin_headers)
     assert response.status_code == 200, response.text
     assert response.json()["terms"] == [
         {"term": "shoes", "searches": 3, "zero_result_searches": 1},
         {"term": "hat", "searches": 2, "zero_result_searches": 1},
     ]
-    response = await client.get(PRODUCTS, params=window, headers=admin_headers)
+    with max_queries(REPORT_BUDGET):
+        response = await client.get(PRODUCTS, params=window, headers=admin_headers)
     assert response.status_code == 200, response.text
     assert response.json()["products"] == [
         {"product_id": str(a), "clicks": 4, "mean_position": 2.0},

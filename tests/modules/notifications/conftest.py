@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from app.main import create_app
 from app.modules.notifications.senders import MEMORY_SENDER, MemoryEmailSender
@@ -56,29 +52,3 @@ def outbox() -> Iterator[MemoryEmailSender]:
 
 def bearer(settings: Settings, user_id: uuid.UUID) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_access_token(settings, user_id, ['member'])}"}
-
-
-@contextmanager
-def max_queries(app: FastAPI, budget: int) -> Iterator[list[str]]:
-    """Fail if more than ``budget`` SQL statements run, on the primary and the replica together.
-
-    A local stand-in until the platform's observability helper lands.
-    """
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    engines: list[Engine] = [app.state.db.primary.sync_engine]
-    if app.state.db.replica is not None:
-        engines.append(app.state.db.replica.sync_engine)
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-    assert len(statements) <= budget, f"{len(statements)} queries > {budget}:\n" + "\n".join(
-        statements
-    )

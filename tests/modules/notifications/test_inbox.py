@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from app.modules.notifications.service import NotificationService
 from app.platform.config import Settings
-from tests.helpers import wait_for
-from tests.modules.notifications.conftest import bearer, max_queries
+from tests.helpers import max_queries, wait_for
+from tests.modules.notifications.conftest import bearer
 
 
 async def _seed(app: FastAPI, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
@@ -51,7 +51,7 @@ async def test_inbox_pages_through_own_notifications_within_query_budget(
         return response.status_code == 200 and response.json()["unread_count"] == 60
 
     await wait_for(replica_caught_up)
-    with max_queries(notif_app, 2):
+    with max_queries(2):
         first = await _inbox(api, headers, limit=50)
     items = first["items"]
     assert isinstance(items, list)

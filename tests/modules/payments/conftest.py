@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app.modules.payments.interface import EVENTS, PaymentsEvent
 from app.modules.payments.providers import FakePaymentProvider
@@ -157,39 +156,6 @@ async def events(app: FastAPI) -> CommittedEvents:
     async with app.state.db.session() as session:
         since = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
     return CommittedEvents(app, since)
-
-
-@dataclass
-class QueryCount:
-    statements: list[str] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-
-@contextmanager
-def max_queries(app: FastAPI, limit: int) -> Iterator[QueryCount]:
-    """Fail when more than ``limit`` SQL statements run, on the primary and replica together.
-
-    A local stand-in for the platform's helper of the same name.
-    """
-    seen = QueryCount()
-    engines = [app.state.db.primary.sync_engine]
-    if app.state.db.replica is not None:
-        engines.append(app.state.db.replica.sync_engine)
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.statements.append(statement)
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-    assert seen.count <= limit, f"{seen.count} queries > {limit}:\n" + "\n".join(seen.statements)
 
 
 def metric(name: str, **labels: str) -> float:

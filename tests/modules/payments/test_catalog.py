@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import max_queries, wait_for
 from tests.modules.payments.conftest import Caller, ProductFactory
 from tools.pgstack import Stack
 
@@ -224,3 +224,24 @@ async def test_list_and_search_read_from_the_replica(
         )
 
     await wait_for(visible)
+
+
+async def test_catalog_reads_keep_their_query_budget(
+    client: httpx.AsyncClient, make_product: ProductFactory
+) -> None:
+    """One query per page, whether it holds one product or a hundred."""
+    term = word()
+    currency = "XQ" + chr(ord("A") + uuid.uuid4().int % 26)
+    await make_product(f"{term} lamp", currency=currency)
+    client.cookies.clear()  # read as a stranger: the replica, no read-your-writes wait
+    with max_queries(1):
+        one = await client.get("/v1/products", params={"currency": currency, "limit": 100})
+    for i in range(30):
+        await make_product(f"{term} lamp {i}", currency=currency)
+    client.cookies.clear()
+    with max_queries(1):
+        many = await client.get("/v1/products", params={"currency": currency, "limit": 100})
+    with max_queries(1):
+        found = await client.get("/v1/products/search", params={"q": term, "limit": 50})
+    assert one.status_code == many.status_code == found.status_code == 200
+    assert len(many.json()["items"]) >= len(one.json()["items"])

@@ -9,7 +9,8 @@ import httpx
 from fastapi import FastAPI
 
 from app.modules.payments.models import Order, OrderItem, Payment
-from tests.modules.payments.conftest import Caller, ProductFactory, max_queries
+from tests.helpers import max_queries
+from tests.modules.payments.conftest import Caller, ProductFactory
 
 PROBLEM = "application/problem+json"
 
@@ -72,9 +73,9 @@ async def test_list_runs_the_same_few_queries_for_one_order_and_for_fifty(
     await seed_orders(app, other_buyer.user_id, products, 50)
     await seed_orders(app, other_buyer.user_id, products, 1)  # a 51st: the page is full
 
-    with max_queries(app, 3) as one:
+    with max_queries(3) as one:
         small = await client.get("/v1/orders", headers=buyer.headers)
-    with max_queries(app, 3) as fifty:
+    with max_queries(3) as fifty:
         page = await client.get("/v1/orders", params={"limit": 50}, headers=other_buyer.headers)
 
     assert small.status_code == page.status_code == 200
