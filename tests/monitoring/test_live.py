@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from alembic import command
 
 from app.bootstrap import subscribe_listeners
 from app.platform.config import Settings
+from app.platform.db.migrations import alembic_config
 from app.platform.events.registry import ListenerRegistry
 from tests.e2e.conftest import Server, start_server, stop_server
-from tests.helpers import make_settings, require_tool
+from tests.helpers import make_settings, replica_catch_up, require_tool
 from tests.monitoring.stack import (
     BUILTINS,
     MODULES,
@@ -49,6 +51,7 @@ from tools.pgstack import Stack, free_port
 
 pytestmark = pytest.mark.slow
 
+LIVE_DB = "live_monitoring"
 METRICS_TOKEN = "live-test-metrics-token"
 SECRET_KEY = "live-test-secret-key-0123456789abcdef"
 WEBHOOK_SECRET = "live-test-webhook-secret-0123456789abcdef"
@@ -67,8 +70,10 @@ SERVER_ENV = {
     "APP_AUTH_ARGON2_TIME_COST": "1",
     "APP_AUTH_ARGON2_MEMORY_KIB": "1024",
     "APP_AUTH_ARGON2_PARALLELISM": "1",
-    # Every shopper calls from 127.0.0.1; the per-account limit still applies.
+    # Every shopper (and every test of the session, the counts are in the database) calls from
+    # 127.0.0.1; the per-account limits still apply.
     "APP_AUTH_LOGIN_FAILURES_PER_IP": "10000",
+    "APP_AUTH_RESET_REQUESTS_PER_IP": "10000",
     "APP_DB_N_PLUS_ONE_STRICT": "false",
     "APP_DB_N_PLUS_ONE_THRESHOLD": str(N_PLUS_ONE_THRESHOLD),
 }
@@ -104,7 +109,19 @@ def _test_only_rules(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live(migrated: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live_db(migrated: Stack) -> Iterator[str]:
+    """A database of the live server's own: the session's other tests leave rate-limit counts,
+    outbox deliveries and accounts in the shared one, which would count in these metrics."""
+    migrated.primary.psql(f"DROP DATABASE IF EXISTS {LIVE_DB} WITH (FORCE)")
+    migrated.primary.psql(f"CREATE DATABASE {LIVE_DB} OWNER app")
+    command.upgrade(alembic_config(migrated.url(migrated.primary_port, db=LIVE_DB)), "head")
+    replica_catch_up(migrated)
+    yield LIVE_DB
+    migrated.primary.psql(f"DROP DATABASE IF EXISTS {LIVE_DB} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def live(migrated: Stack, live_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     require_tool("prometheus", monitor.INSTALL_HINT)
     require_tool(
         monitor.EXPORTER_BINARIES[0], "Debian/Ubuntu: apt-get install prometheus-postgres-exporter"
@@ -114,8 +131,14 @@ def live(migrated: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shutil.copytree(RULES_DIR, rules)
     _test_only_rules(rules)
 
+    primary_url = migrated.url(migrated.primary_port, db=live_db)
+    replica_url = migrated.url(migrated.replica_port, db=live_db)
     settings = make_settings(
-        migrated, secret_key=SECRET_KEY, payments_webhook_secret=WEBHOOK_SECRET
+        migrated,
+        database_url=primary_url,
+        replica_database_url=replica_url,
+        secret_key=SECRET_KEY,
+        payments_webhook_secret=WEBHOOK_SECRET,
     )
     exporters: dict[str, monitor.Service] = {}
     server: Server | None = None
@@ -129,7 +152,12 @@ def live(migrated: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             exporters[role] = monitor.start_postgres_exporter(
                 dsn, free_port(), folder / f"exporter-{role}.log"
             )
-        server = start_server(migrated, folder / "server.log", extra_env=SERVER_ENV)
+        env = {
+            **SERVER_ENV,
+            "APP_DATABASE_URL": primary_url,
+            "APP_REPLICA_DATABASE_URL": replica_url,
+        }
+        server = start_server(migrated, folder / "server.log", extra_env=env)
         for exporter in exporters.values():
             monitor.wait_ready(exporter, "/metrics")
         prom_port = free_port()
@@ -156,7 +184,7 @@ def live(migrated: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             httpx.Client(base_url=server.base_url, timeout=10) as traffic_client,
         ):
             prom = Prometheus(service.url)
-            shop = Shop(client, settings, server.log, migrated)
+            shop = Shop(client, settings, server.log, migrated, live_db)
             # The catalog and the first accounts while Prometheus discovers its targets (its
             # first scrape comes seconds after it is ready); counters only tell what happens
             # after Prometheus's first look at them, so the rest waits for that.

@@ -61,6 +61,7 @@ class Shop:
     settings: Settings
     server_log: Path
     stack: Stack
+    db: str
     product_ids: list[str] = field(default_factory=list)
     # What was driven, by kind: the tests compare it with what Prometheus recorded.
     counts: Counter[str] = field(default_factory=Counter)
@@ -214,7 +215,7 @@ class Shop:
         order_id = self.checkout(shopper, "tok_pending").json()["id"]
         # The payment's id and charge id, as the provider knows them (uuid.UUID() checks the id).
         sql = f"SELECT id || ',' || provider_charge_id FROM payments_payment WHERE order_id = '{uuid.UUID(order_id)}'"  # noqa: S608, E501
-        row = self.stack.primary.psql(sql, db="app")
+        row = self.stack.primary.psql(sql, db=self.db)
         payment_id, charge_id = row.split(",")
         event = {
             "id": f"evt_{uuid.uuid4().hex}",
