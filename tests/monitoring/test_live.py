@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -39,13 +38,13 @@ from tests.monitoring.stack import (
     Prometheus,
     alerting_rules,
     dashboards,
+    label_matchers,
     panel_queries,
     recording_rules,
-    rules,
     substitute,
     variable_values,
 )
-from tests.monitoring.traffic import Shop, Shopper, Traffic
+from tests.monitoring.traffic import Shop, Shopper, Traffic, baseline
 from tools import monitor
 from tools.pgstack import Stack, free_port
 
@@ -77,9 +76,6 @@ SERVER_ENV = {
     "APP_DB_N_PLUS_ONE_STRICT": "false",
     "APP_DB_N_PLUS_ONE_THRESHOLD": str(N_PLUS_ONE_THRESHOLD),
 }
-# Checkouts the setup drives before the tests, all successful: over the rule's traffic guard
-# (20 in 15 minutes) on their own, so "silent while above 95%" is tested with the guard met.
-BASELINE_CHECKOUTS = 40
 
 
 @dataclass
@@ -191,7 +187,7 @@ def live(migrated: Stack, live_db: str, tmp_path_factory: pytest.TempPathFactory
             shop.create_products()
             shoppers = [shop.signup() for _ in range(3)]
             _eventually(lambda: prom.result('up{job="app"} == 1'), 30)
-            _baseline(shop, shoppers, prom)
+            baseline(shop, shoppers, lambda series: all(prom.result(x) for x in series))
             # The loop gets its own connection pool; it shares the catalog and the tallies.
             loop_shop = dataclasses.replace(shop, client=traffic_client)
             with Traffic(loop_shop, shoppers) as traffic:
@@ -209,36 +205,6 @@ def live(migrated: Stack, live_db: str, tmp_path_factory: pytest.TempPathFactory
             monitor.stop(exporter)
         if server is not None:
             stop_server(server)
-
-
-def _baseline(shop: Shop, shoppers: list[Shopper], prom: Prometheus) -> None:
-    """Every flow once more, and checkouts that clear the alert's traffic guard.
-
-    Flows the loop does not repeat run twice, the second once Prometheus has scraped the first:
-    a series born at its first increment (a listener's first delivery, a route's first 502) has
-    no earlier sample, so rate() only sees the ones after.
-    """
-    shop.signup_abandoned()
-    shop.login_wrong_password(shoppers[0].email)
-    shop.pending_checkout_settled_by_webhook(shoppers[0])
-    for n in range(BASELINE_CHECKOUTS):
-        order = shop.checkout(shoppers[n % len(shoppers)], "tok_success").json()
-        if n % 8 == 0:
-            shop.refund(shoppers[n % len(shoppers)], order["id"])
-    # Provider failures: 502s for the 5xx ratios and the availability SLO, PaymentFailed events.
-    # Two in 42 decided checkouts keep the success ratio at 95.2%, above the alert's 95%.
-    shop.checkout(shoppers[1], "tok_provider_error")
-    shop.password_reset(shoppers[1].email)
-    for query in ("coffee", "mug", "unobtainium"):
-        shop.search(shoppers[1], query, click=query != "unobtainium")
-    born = [
-        'http_requests_total{route="/v1/checkout", status="502"}',
-        'event_deliveries_total{listener="notifications.payment_failed_notice"}',
-        'event_deliveries_total{listener="notifications.send_password_reset_email"}',
-    ]
-    assert _eventually(lambda: all(prom.result(series) for series in born), 20), born
-    shop.checkout(shoppers[2], "tok_provider_error")
-    shop.password_reset(shoppers[2].email)
 
 
 def _evaluations(prom: Prometheus) -> int:
@@ -276,26 +242,10 @@ def test_every_dashboard_query_returns_data(live: Live, query: PanelQuery) -> No
     assert _finite(result), f"{query.id}: {expr} has no numbers after the traffic: {result}"
 
 
-# Label values are checked where a rule or panel compares with one: "a = b" and "a =~ b" must
-# select something, "a != b" must exclude something that exists (a misspelt exclusion excludes
-# nothing, as outcome!="success" once did).
-_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
-_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
-
-
-def _matchers() -> list[tuple[str, str, str, str]]:
-    exprs = [r["expr"] for r in rules()] + [q.expr for q in panel_queries()]
-    found = {
-        (metric, label, op, value)
-        for expr in exprs
-        for metric, body in _SELECTOR.findall(expr)
-        for label, op, value in _MATCHER.findall(body)
-        if "$" not in value  # a dashboard variable, "All" in these tests
-    }
-    return sorted(found)
-
-
-@pytest.mark.parametrize("matcher", _matchers(), ids=lambda m: f"{m[0]}{{{m[1]}{m[2]}{m[3]}}}")
+# Where a rule or panel compares a label with a value: "a = b" and "a =~ b" must select something,
+# "a != b" must exclude something that exists (a misspelt exclusion excludes nothing, as
+# outcome!="success" once did).
+@pytest.mark.parametrize("matcher", label_matchers(), ids=lambda m: f"{m[0]}{{{m[1]}{m[2]}{m[3]}}}")
 def test_every_label_value_the_rules_and_panels_select_is_exported(
     live: Live, matcher: tuple[str, str, str, str]
 ) -> None:
