@@ -112,6 +112,24 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return _VARIABLE.sub(replace, expr)
 
 
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def label_matchers() -> list[tuple[str, str, str, str]]:
+    """(metric, label, operator, value) of every label matcher with a fixed value in a rule's or a
+    panel's expression."""
+    exprs = [r["expr"] for r in rules()] + [q.expr for q in panel_queries()]
+    found = {
+        (metric, label, op, value)
+        for expr in exprs
+        for metric, body in _SELECTOR.findall(expr)
+        for label, op, value in _MATCHER.findall(body)
+        if "$" not in value  # a dashboard variable
+    }
+    return sorted(found)
+
+
 @dataclass
 class Prometheus:
     url: str
