@@ -36,10 +36,11 @@ migrate: db ## migrate the local database to head
 seed: migrate ## fill the local database with demo data (PRESET=small|large, SEED=1; RESET=1 empties first)
 	@$(PY) -m app seed --preset $(or $(PRESET),small) --seed $(or $(SEED),1) $(if $(RESET),--reset,)
 
-bench-bulkhead: migrate ## write p99 idle vs under a flood of slow reports (ARGS=--help for options)
+bench-bulkhead: migrate ## checkout p99 idle vs under a flood of slow reports (ARGS=--help for options)
 	@$(PY) -m bench.bulkhead $(ARGS)
 
-run: migrate ## start databases, migrate, and serve the API on :8000 (Ctrl-C stops the server)
+run: migrate ## start databases, migrate, load demo data (first run only), serve the API on :8000
+	@$(PY) -m app seed --preset small --if-empty
 	@echo ""
 	@echo "  API docs   http://127.0.0.1:8000/docs"
 	@echo "  liveness   http://127.0.0.1:8000/healthz"

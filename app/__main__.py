@@ -114,6 +114,9 @@ def seed_command(
         str | None, typer.Option(help="end of the seeded period, YYYY-MM-DD (default: today)")
     ] = None,
     reset: Annotated[bool, typer.Option(help="empty the seeded tables first")] = False,
+    if_empty: Annotated[
+        bool, typer.Option(help="do nothing when the tables already have rows (make run)")
+    ] = False,
 ) -> None:
     """Fill the database with realistic demo data via COPY (users, products, orders, events)."""
     import asyncio
@@ -122,6 +125,7 @@ def seed_command(
     from app.platform.config import get_settings
     from app.seed.runner import SeedError
     from app.seed.runner import seed as run_seed
+    from app.seed.tables import DEMO_PASSWORD
     from app.seed.world import PRESETS
 
     if preset not in PRESETS:
@@ -130,17 +134,29 @@ def seed_command(
     try:
         result = asyncio.run(
             run_seed(
-                str(get_settings().database_url), PRESETS[preset], seed=seed, end=until, reset=reset
+                str(get_settings().database_url),
+                PRESETS[preset],
+                seed=seed,
+                end=until,
+                reset=reset,
+                if_empty=if_empty,
             )
         )
     except SeedError as exc:
         typer.echo(f"seed: {exc}", err=True)
         raise typer.Exit(1) from exc
+    if result.world is None:
+        typer.echo("seed: the database already has data; not seeding (--reset replaces it)")
+        return
     for t in result.tables:
         typer.echo(
             f"{t.table:<20} {t.rows:>11,} rows in {t.seconds:7.2f} s "
-            f"{t.rows_per_second:>10,.0f} rows/s"
+            f"{t.rows_per_second:>10,.0f} rows/s  (COPY alone {t.copy_rows_per_second:,.0f} rows/s)"
         )
+    accounts = [u for u in (result.world.users[0], result.world.demo_member) if u is not None]
+    if any(t.table == "auth_user" for t in result.tables):
+        for user in accounts:
+            typer.echo(f"demo login ({user.role}): {user.email} / {DEMO_PASSWORD}")
 
 
 @app.command()

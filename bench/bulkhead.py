@@ -1,20 +1,21 @@
-"""Does a flood of slow analytics reports slow the write path? p99 idle vs p99 under the flood.
+"""Does a flood of slow analytics reports slow checkout? Its p99 idle vs under the flood.
 
     python -m bench.bulkhead [--base-url URL] [--requests N] [--flood N] [--bulkhead N] ...
-    make bench-bulkhead            (local stack; `make seed PRESET=large` first for slow reports)
+    make bench-bulkhead            (local stack; `make seed PRESET=large RESET=1` first, so that
+                                    one report takes a second or more)
 
 Without --base-url it starts `python -m app serve` itself on a free port against the databases
 in APP_DATABASE_URL / APP_REPLICA_DATABASE_URL (the local stack by default), with the report
-bulkhead size and statement timeout given here. Then, side by side in one run:
+bulkhead size and statement timeout given here. It creates --products products (as an admin),
+then, side by side in one run:
 
-1. idle:  --requests target requests (--target-concurrency at a time), nothing else running;
+1. idle:  --requests checkouts (--target-concurrency at a time), nothing else running;
 2. flood: the same, while --flood clients request the funnel report over --report-days days,
           by the hour, as fast as they are answered (200, 503 from the bulkhead, 504 timeouts).
 
-The target is the write endpoint that must not suffer: by default analytics ingestion (a primary
-write of a 20-event batch). To measure checkout instead, point --target-path at it and pass its
-body with --target-body (a JSON file; the string {uuid} in it is replaced per request, for
-idempotency keys) and extra headers with --target-header 'Idempotency-Key: {uuid}'.
+A checkout is ``POST /v1/checkout`` with one to three of those products, the fake provider's
+``tok_success`` token and a fresh ``Idempotency-Key``, as a member whose access token is minted
+with the app's settings (``--target ingest`` measures a 20-event analytics batch instead).
 Prints p50/p95/p99 per phase and the p99 ratio (the target is at most 1.5x).
 """
 
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -64,16 +66,43 @@ def _ingest_body() -> str:
 
 @dataclass
 class Target:
-    method: str
-    path: str
-    body_template: str | None
-    headers: dict[str, str]
+    """What one measured request is: a checkout (the default) or an analytics batch."""
+
+    kind: str
+    product_ids: list[str] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311
+
+    @property
+    def path(self) -> str:
+        return "/v1/checkout" if self.kind == "checkout" else "/v1/analytics/events"
+
+    @property
+    def expected(self) -> int:
+        return 201 if self.kind == "checkout" else 202
 
     def request(self) -> tuple[str, dict[str, str]]:
-        key = str(uuid.uuid4())
-        body = self.body_template.replace("{uuid}", key) if self.body_template else _ingest_body()
-        headers = {k: v.replace("{uuid}", key) for k, v in self.headers.items()}
-        return body, headers
+        if self.kind != "checkout":
+            return _ingest_body(), {}
+        chosen = self.rng.sample(self.product_ids, self.rng.choice((1, 1, 2, 3)))
+        body = {
+            "items": [{"product_id": p, "quantity": self.rng.choice((1, 1, 2))} for p in chosen],
+            "payment_token": "tok_success",
+        }
+        return json.dumps(body), {"Idempotency-Key": str(uuid.uuid4())}
+
+
+async def _create_products(reports: httpx.AsyncClient, count: int) -> list[str]:
+    """Products to buy, created through the API as an admin (the checkout reads the catalog)."""
+    ids = []
+    for i in range(count):
+        response = await reports.post(
+            "/v1/products",
+            json={"name": f"Bench item {i}", "price_amount": 1000 + 100 * i, "currency": "EUR"},
+        )
+        if response.status_code != 201:
+            raise SystemExit(f"creating a product failed: {response.status_code} {response.text}")
+        ids.append(response.json()["id"])
+    return ids
 
 
 @dataclass
@@ -99,8 +128,7 @@ async def _target_load(
             queue.get_nowait()
             body, headers = target.request()
             started = time.perf_counter()
-            response = await client.request(target.method, target.path, content=body,
-                                            headers=headers)  # fmt: skip
+            response = await client.post(target.path, content=body, headers=headers)
             phase.latencies.append(time.perf_counter() - started)
             phase.statuses[response.status_code] += 1
 
@@ -156,10 +184,7 @@ async def _run(args: argparse.Namespace, base: str) -> None:
     member = create_access_token(settings, uuid.uuid4(), ["member"])
     admin = create_access_token(settings, uuid.uuid4(), ["member", "admin"])
     headers = {"Authorization": f"Bearer {member}", "Content-Type": "application/json"}
-    for h in args.target_header:
-        name, _, value = h.partition(":")
-        headers[name.strip()] = value.strip()
-    target = Target(args.target_method, args.target_path, args.body, headers)
+    target = Target(args.target)
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     params = {
@@ -169,16 +194,20 @@ async def _run(args: argparse.Namespace, base: str) -> None:
     }
     limits = httpx.Limits(max_connections=args.flood + args.target_concurrency + 4)
     async with (
-        httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client,
+        httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as client,
         httpx.AsyncClient(
             base_url=base, timeout=60, limits=limits,
             headers={"Authorization": f"Bearer {admin}"},
         ) as reports,
     ):  # fmt: skip
+        if target.kind == "checkout":
+            target.product_ids = await _create_products(reports, args.products)
         probe = await reports.get("/v1/analytics/reports/funnel", params=params)
-        print(
-            f"one report alone: HTTP {probe.status_code} in {probe.elapsed.total_seconds():.2f} s"
-        )
+        alone = probe.elapsed.total_seconds()
+        print(f"one report alone: HTTP {probe.status_code} in {alone:.2f} s")
+        if alone < 0.3:
+            print("  (reports are fast on this data, so the flood is light: seed the large preset,")
+            print("   make seed PRESET=large RESET=1, or point --report-days at the seeded period)")
         await _target_load(client, target, max(20, args.requests // 10), args.target_concurrency)
 
         idle = await _target_load(client, target, args.requests, args.target_concurrency)
@@ -200,13 +229,17 @@ async def _run(args: argparse.Namespace, base: str) -> None:
             f"  statuses={dict(p.statuses)}"
         )
 
-    print(f"target: {args.target_method} {args.target_path}, {args.target_concurrency} at a time")
+    print(f"target: POST {target.path} ({target.kind}), {args.target_concurrency} at a time")
     print(line("idle", idle))
     print(line("flood", busy))
     print(
         f"flood: {args.flood} report clients, bulkhead {args.bulkhead}, timeout "
         f"{args.report_timeout_ms} ms, {args.report_days} days hourly; outcomes {dict(outcomes)}"
     )
+    for name, phase in (("idle", idle), ("flood", busy)):
+        failed = sum(n for status, n in phase.statuses.items() if status != target.expected)
+        if failed:
+            print(f"WARNING: {failed} {name} requests were not {target.expected}")
     ratio = busy.pct(0.99) / idle.pct(0.99)
     verdict = "OK" if ratio <= 1.5 else "ABOVE TARGET"
     print(f"p99 flood / idle = {ratio:.2f}x (target <= 1.5x): {verdict}")
@@ -217,10 +250,10 @@ def main() -> None:
     parser.add_argument("--base-url", help="a running server; default: start one")
     parser.add_argument("--requests", type=int, default=600, help="target requests per phase")
     parser.add_argument("--target-concurrency", type=int, default=4)
-    parser.add_argument("--target-method", default="POST")
-    parser.add_argument("--target-path", default="/v1/analytics/events")
-    parser.add_argument("--target-body", help="JSON body file ({uuid} replaced per request)")
-    parser.add_argument("--target-header", action="append", default=[], help="'Name: value'")
+    parser.add_argument(
+        "--target", choices=["checkout", "ingest"], default="checkout", help="what is measured"
+    )
+    parser.add_argument("--products", type=int, default=20, help="products to check out")
     parser.add_argument("--flood", type=int, default=16, help="concurrent report clients")
     parser.add_argument("--report-days", type=int, default=30)
     parser.add_argument(
@@ -232,7 +265,6 @@ def main() -> None:
     parser.add_argument("--bulkhead", type=int, default=1, help="report slots (spawned server)")
     parser.add_argument("--report-timeout-ms", type=int, default=5000)
     args = parser.parse_args()
-    args.body = Path(args.target_body).read_text() if args.target_body else None
     proc = None
     base = args.base_url
     if base is None:

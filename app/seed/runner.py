@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.seed.tables import TABLES, TableResult, TableSpec, copy_table
+from app.seed.copy import TableResult, TableSpec, copy_table
+from app.seed.tables import TABLES
 from app.seed.world import Preset, World, build_world
 
 
@@ -29,7 +30,7 @@ def default_end() -> datetime:
 
 @dataclass(frozen=True)
 class SeedResult:
-    world: World
+    world: World | None  # None: skipped, the database already had data (``if_empty``)
     tables: list[TableResult]
     skipped: list[str]
 
@@ -42,10 +43,14 @@ async def seed(
     end: datetime | None = None,
     reset: bool = False,
     check_empty: bool = True,
+    if_empty: bool = False,
     tables: tuple[TableSpec, ...] = TABLES,
 ) -> SeedResult:
-    """Generate the world and COPY it; each table in its own transaction."""
-    world = build_world(preset, seed, end or default_end())
+    """Generate the world and COPY it; each table in its own transaction.
+
+    ``if_empty``: when any seeded table already has rows, do nothing (``make run`` seeds a fresh
+    database once and reuses it afterwards).
+    """
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         present, skipped = [], []
@@ -54,16 +59,22 @@ async def seed(
                 present.append(spec)
             else:
                 skipped.append(spec.name)
+        filled = [
+            spec.name
+            for spec in present
+            if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {spec.name})")  # noqa: S608
+        ]
         if reset and present:
             names = ", ".join(s.name for s in present)
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-        elif check_empty:
-            for spec in present:
-                if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {spec.name})"):  # noqa: S608
-                    raise SeedError(
-                        f"{spec.name} already has rows; the seed's ids would collide. "
-                        "Run with --reset to empty the seeded tables first."
-                    )
+        elif filled and if_empty:
+            return SeedResult(None, [], skipped)
+        elif filled and check_empty:
+            raise SeedError(
+                f"{filled[0]} already has rows; the seed's ids would collide. "
+                "Run with --reset to empty the seeded tables first."
+            )
+        world = build_world(preset, seed, end or default_end())
         # Throwaway demo rows: not worth waiting for the WAL flush of every commit.
         await conn.execute("SET synchronous_commit = off")
         results = []

@@ -1,87 +1,196 @@
-"""One row generator per seeded table, and the COPY runner with its progress bar and rates.
+"""One row generator per seeded table, in dependency order (``TABLES``).
 
-A table is seeded only when it exists, so a module's table joins the seed by adding a
-``TableSpec`` here (e.g. ``auth_user`` from ``world.users``, ``payments_product`` from
-``world.products``, ``payments_order`` from ``world.orders``), in dependency order.
+A table is seeded only when it exists. Rows come from the world (``world.py``) so that the
+tables agree with each other: every order's user is an ``auth_user``, every item's product a
+``payments_product``, every paid order has a succeeded payment, analytics' signups and checkouts
+are exactly those users and orders, and every clicked product id is a real product. Generated
+columns (``payments_product.search_vector``) are never written: the server computes them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
-from app.seed.world import EventPools, World, event_day, event_pools
+from app.seed import events
+from app.seed.copy import Record, TableSpec, in_parallel
+from app.seed.world import World
 
-Record = tuple[Any, ...]
+# argon2id of DEMO_PASSWORD with auth's default cost (m=65536, t=3, p=4), computed once with
+# app.modules.auth.passwords.Passwords: hashing per user would cost ~0.1 s each. Every seeded
+# user shares it. Login verifies it whatever the current cost settings, and rehashes it when
+# they differ.
+DEMO_PASSWORD = "demo-Password-1"  # noqa: S105 - published demo credentials for seeded data
+DEMO_PASSWORD_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$vQyigOUKWApEwsEwdkxhqQ"  # noqa: S105 - the demo password's
+    "$uUqkPQuTLgeiI8n/eYJqFseFMwUDM2JzPjLojSbiMbQ"
+)
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """A seeded table: its rows as records (binary COPY), or as COPY text chunks for the bulk."""
+def auth_user_rows(world: World) -> Iterator[Record]:
+    for u in world.users:
+        changed = u.verified_at or u.signed_up_at
+        yield (
+            u.id,
+            u.email,
+            DEMO_PASSWORD_HASH,
+            u.role,
+            u.verified_at,
+            u.signed_up_at,
+            u.signed_up_at,
+            changed,
+        )
 
-    name: str
-    columns: tuple[str, ...]
-    count: Callable[[World], int]
-    rows: Callable[[World], Iterable[Record]] | None = None
-    chunks: Callable[[World], AsyncIterator[tuple[bytes, int]]] | None = None
+
+def payments_product_rows(world: World) -> Iterator[Record]:
+    for p in world.products:
+        yield (p.id, p.name, p.description, p.price, p.currency, True, p.created_at, p.created_at)
+
+
+def payments_order_rows(world: World) -> Iterator[Record]:
+    for o in world.orders:
+        yield (o.id, o.user_id, o.status, o.currency, o.amount, o.refunded, o.at, o.updated_at)
+
+
+def payments_order_item_rows(world: World) -> Iterator[Record]:
+    for o in world.orders:
+        for position, i in enumerate(o.items):
+            yield (
+                i.id,
+                o.id,
+                position,
+                i.product_id,
+                i.product_name,
+                i.unit_amount,
+                i.quantity,
+                i.line_amount,
+            )
+
+
+def payments_payment_rows(world: World) -> Iterator[Record]:
+    for o in world.orders:
+        yield (
+            o.payment_id,
+            o.id,
+            o.payment_status,
+            o.amount,
+            o.currency,
+            o.refunded,
+            o.charge_id,
+            o.failure_code,
+            o.at,
+            o.updated_at,
+        )
+
+
+def payments_refund_rows(world: World) -> Iterator[Record]:
+    for o in world.orders:
+        if (r := o.refund) is not None:
+            key, provider_id = f"seed-{r.id}", f"re_{r.id.hex}"
+            yield (r.id, o.payment_id, o.id, key, r.amount, o.currency, None, provider_id, r.at)
 
 
 def analytics_signup_rows(world: World) -> Iterator[Record]:
     for u in world.users:
-        verified = u.verified_at if u.verified_at and u.verified_at < world.end else None
-        yield (u.id, u.signed_up_at, verified)
+        yield (u.id, u.signed_up_at, u.verified_at)
 
 
 def analytics_checkout_rows(world: World) -> Iterator[Record]:
     for o in world.orders:
+        # A refund does not undo the checkout's outcome: analytics keeps 'paid'.
         yield (o.id, o.user_id, "paid" if o.paid else "failed", o.amount, o.currency, o.at)
 
 
-_pools: EventPools | None = None
+async def analytics_event_chunks(world: World, first_id: int) -> AsyncIterator[tuple[bytes, int]]:
+    """Days of events made in parallel processes, in day order, framed as one binary COPY."""
+    pools = events.event_pools(world, first_id)
+    stream = in_parallel(
+        events.event_day,
+        pools,
+        len(pools.quotas),
+        header=events.COPY_HEADER,
+        trailer=events.COPY_TRAILER,
+    )
+    counts = iter([0, *pools.quotas, 0])  # the header and the trailer hold no rows
+    async for chunk in stream:
+        yield chunk, next(counts)
 
 
-def _init_worker(pools: EventPools) -> None:
-    global _pools
-    _pools = pools
-
-
-def _worker_day(day: int) -> bytes:
-    assert _pools is not None
-    return event_day(_pools, day)
-
-
-async def analytics_event_chunks(world: World) -> AsyncIterator[tuple[bytes, int]]:
-    """Days of events made by a process per core, handed to COPY in day order.
-
-    Generating rows is the slow part in Python; in parallel processes it keeps up with the
-    server, and this process only forwards bytes.
-    """
-    pools = event_pools(world)
-    workers = max(1, os.cpu_count() or 1)
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(pools,)) as pool:
-        ahead: deque[asyncio.Future[bytes]] = deque()
-        days = iter(range(len(pools.quotas)))
-        for day in islice(days, workers * 2):  # bounded read-ahead: memory stays flat
-            ahead.append(loop.run_in_executor(pool, _worker_day, day))
-        day_index = 0
-        while ahead:
-            chunk = await ahead.popleft()
-            for day in islice(days, 1):
-                ahead.append(loop.run_in_executor(pool, _worker_day, day))
-            yield chunk, pools.quotas[day_index]
-            day_index += 1
-
+_AUDIT = ("created_at", "updated_at")
 
 TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "auth_user",
+        (
+            "id",
+            "email",
+            "password_hash",
+            "role",
+            "email_verified_at",
+            "password_changed_at",
+            *_AUDIT,
+        ),
+        lambda w: len(w.users),
+        rows=auth_user_rows,
+    ),
+    TableSpec(
+        "payments_product",
+        ("id", "name", "description", "price_amount", "currency", "active", *_AUDIT),
+        lambda w: len(w.products),
+        rows=payments_product_rows,
+    ),
+    TableSpec(
+        "payments_order",
+        ("id", "user_id", "status", "currency", "total_amount", "refunded_amount", *_AUDIT),
+        lambda w: len(w.orders),
+        rows=payments_order_rows,
+    ),
+    TableSpec(
+        "payments_order_item",
+        (
+            "id",
+            "order_id",
+            "position",
+            "product_id",
+            "product_name",
+            "unit_amount",
+            "quantity",
+            "line_amount",
+        ),
+        lambda w: sum(len(o.items) for o in w.orders),
+        rows=payments_order_item_rows,
+    ),
+    TableSpec(
+        "payments_payment",
+        (
+            "id",
+            "order_id",
+            "status",
+            "amount",
+            "currency",
+            "refunded_amount",
+            "provider_charge_id",
+            "failure_code",
+            *_AUDIT,
+        ),
+        lambda w: len(w.orders),
+        rows=payments_payment_rows,
+    ),
+    TableSpec(
+        "payments_refund",
+        (
+            "id",
+            "payment_id",
+            "order_id",
+            "idempotency_key",
+            "amount",
+            "currency",
+            "reason",
+            "provider_refund_id",
+            "created_at",
+        ),
+        lambda w: sum(o.refund is not None for o in w.orders),
+        rows=payments_refund_rows,
+    ),
     TableSpec(
         "analytics_signup",
         ("user_id", "signed_up_at", "verified_at"),
@@ -96,143 +205,8 @@ TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec(
         "analytics_event",
-        (
-            "type",
-            "occurred_at",
-            "user_id",
-            "anonymous_id",
-            "name",
-            "path",
-            "search_id",
-            "query",
-            "result_count",
-            "product_id",
-            "position",
-            "properties",
-        ),
+        events.COLUMNS,
         lambda w: w.preset.events,
         chunks=analytics_event_chunks,
     ),
 )
-
-
-@dataclass
-class Progress:
-    """A one-line progress bar on stderr (no dependency: a carriage return and a few rewrites)."""
-
-    label: str
-    total: int
-    done: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    _last: float = 0.0
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if now - self._last >= 0.2 or self.done >= self.total:
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        share = self.done / self.total if self.total else 1.0
-        bar = "#" * int(share * 30)
-        rate = self.done / max(now - self.started, 1e-9)
-        sys.stderr.write(
-            f"\r{self.label:<20} [{bar:<30}] {share:6.1%} {self.done:>11,}/{self.total:,} "
-            f"{rate:>10,.0f} rows/s"
-        )
-        sys.stderr.flush()
-
-    def finish(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        self._draw(time.perf_counter())
-        sys.stderr.write("\n")
-        return elapsed
-
-
-async def _tracked(rows: Iterable[Record], progress: Progress) -> AsyncIterator[Record]:
-    """Rows to COPY, counted; yielding often lets asyncpg send while the next ones are made."""
-    batch = 0
-    for row in rows:
-        yield row
-        batch += 1
-        if batch == 5000:
-            progress.advance(batch)
-            batch = 0
-    progress.advance(batch)
-
-
-async def _tracked_chunks(
-    chunks: AsyncIterator[tuple[bytes, int]], progress: Progress
-) -> AsyncIterator[bytes]:
-    async for chunk, rows in chunks:
-        yield chunk
-        progress.advance(rows)
-
-
-@dataclass(frozen=True)
-class TableResult:
-    table: str
-    rows: int
-    seconds: float
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
-
-async def _secondary_indexes(conn: Any, table: str) -> list[tuple[str, str]]:
-    rows = await conn.fetch(
-        """
-        SELECT c.relname, pg_get_indexdef(i.indexrelid)
-        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = $1::regclass AND NOT i.indisprimary AND NOT i.indisunique
-        """,
-        table,
-    )
-    return [(r[0], r[1]) for r in rows]
-
-
-async def _primary_key(conn: Any, table: str) -> tuple[str, str] | None:
-    row = await conn.fetchrow(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = $1::regclass AND contype = 'p'",
-        table,
-    )
-    return (row[0], row[1]) if row else None
-
-
-async def copy_table(conn: Any, spec: TableSpec, world: World) -> TableResult:
-    """COPY one table's rows in one statement (``conn``: an asyncpg connection, in a transaction).
-
-    Into an empty table, the indexes (primary key included) are dropped first and rebuilt after,
-    in the same transaction: one sorted build is several times cheaper than maintaining them row
-    by row (the timing includes it).
-    """
-    progress = Progress(spec.name, spec.count(world))
-    empty = not await conn.fetchval(f"SELECT EXISTS (SELECT FROM {spec.name})")  # noqa: S608
-    deferred = await _secondary_indexes(conn, spec.name) if empty else []
-    for name, _ in deferred:
-        await conn.execute(f'DROP INDEX "{name}"')
-    primary_key = await _primary_key(conn, spec.name) if empty else None
-    if primary_key:
-        await conn.execute(f'ALTER TABLE {spec.name} DROP CONSTRAINT "{primary_key[0]}"')
-    if spec.chunks is not None:
-        await conn.copy_to_table(
-            spec.name,
-            source=_tracked_chunks(spec.chunks(world), progress),
-            columns=list(spec.columns),
-            format="text",
-        )
-    elif spec.rows is not None:
-        await conn.copy_records_to_table(
-            spec.name, records=_tracked(spec.rows(world), progress), columns=list(spec.columns)
-        )
-    if deferred or primary_key:
-        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    if primary_key:
-        name, definition = primary_key
-        await conn.execute(f'ALTER TABLE {spec.name} ADD CONSTRAINT "{name}" {definition}')
-    for _, definition in deferred:
-        await conn.execute(definition)
-    return TableResult(spec.name, progress.done, progress.finish())
