@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.modules.notifications.service import NotificationService
 from app.platform.config import Settings
-from tests.helpers import max_queries, wait_for
+from tests.helpers import max_queries, replica_caught_up, wait_for
 from tests.modules.notifications.conftest import bearer
 
 
@@ -46,11 +46,8 @@ async def test_inbox_pages_through_own_notifications_within_query_budget(
     await _seed(notif_app, bob, 3)
     headers = bearer(notif_settings, alice)
 
-    async def replica_caught_up() -> bool:
-        response = await api.get("/v1/notifications", headers=headers)
-        return response.status_code == 200 and response.json()["unread_count"] == 60
-
-    await wait_for(replica_caught_up)
+    # Both users' rows were written directly, without a consistency token: wait for the replica.
+    await replica_caught_up(notif_app.state.db)
     with max_queries(2):
         first = await _inbox(api, headers, limit=50)
     items = first["items"]
