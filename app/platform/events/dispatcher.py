@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, Text, bindparam, text
@@ -26,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from app.platform.config import Settings
 from app.platform.events import admin
 from app.platform.events.batching import DoneMarker
+from app.platform.events.lanes import Claim as _Claim
+from app.platform.events.lanes import Lane
+from app.platform.events.lanes import Permanent as _Permanent
 from app.platform.events.metrics import DELIVERIES, DELIVERY_DURATION, OUTBOX_OLDEST_PENDING_AGE
 from app.platform.events.metrics import OUTBOX_PENDING as PENDING_GAUGE
 from app.platform.events.outbox import NOTIFY_CHANNEL
@@ -35,6 +36,7 @@ from app.platform.events.types import Delivery, Event, Listener, Retry
 from app.platform.events.wakeup import Wakeup, asyncpg_dsn
 from app.platform.observability.context import observe
 from app.platform.observability.logging import get_logger
+from app.platform.observability.sql import instrument_engine
 
 log = get_logger("app.events")
 
@@ -72,22 +74,6 @@ _MARK_FAILED = text(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    id: uuid.UUID
-    event_id: uuid.UUID
-    listener: str
-    attempt: int
-    event_name: str
-    event_version: int
-    payload: dict[str, Any]
-    published_at: datetime
-
-
-class _Permanent(Exception):
-    """The delivery cannot succeed by retrying (an event this code cannot read)."""
-
-
 class Dispatcher:
     """Delivers the outbox to the listeners of ``registry`` until ``stop()``."""
 
@@ -120,6 +106,8 @@ class Dispatcher:
                 },
             },
         )
+        # Listeners' statements are timed and N+1-checked per delivery like a request's.
+        instrument_engine(self.engine, target="primary", settings=settings)
         self.wakeup = Wakeup(
             asyncpg_dsn(str(settings.database_url)),
             NOTIFY_CHANNEL,
@@ -129,11 +117,18 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._marker = DoneMarker(self.engine)
+        self.lease = self._lease()
 
     @property
     def listening(self) -> asyncio.Event:
         """Set while the LISTEN connection is up (tests and benchmarks wait for it)."""
         return self.wakeup.connected
+
+    def _lease(self) -> float:
+        """Seconds a claim holds a delivery: the longest listener timeout plus the grace."""
+        listeners = [x for x in map(self.registry.get, self.registry.names()) if x]
+        longest = max(map(self.policy.timeout_for, listeners), default=self.policy.timeout_seconds)
+        return longest + self.policy.lease_grace_seconds
 
     def stop(self) -> None:
         self._stopping.set()
@@ -143,6 +138,7 @@ class Dispatcher:
     async def run(self, drain_seconds: float = 10.0) -> None:
         """Deliver until ``stop()``; then let running deliveries finish for ``drain_seconds``."""
         names = self.registry.names()
+        self.lease = self._lease()
         helpers = [
             asyncio.create_task(self.wakeup.run(), name=f"{self.name}-listen"),
             asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"),
@@ -167,28 +163,31 @@ class Dispatcher:
             log.info("dispatcher_stopped", dispatcher=self.name)
 
     async def _loop(self, names: list[str]) -> None:
-        concurrency = self.policy.concurrency
-        # Under load, claim in batches rather than one row per finished delivery.
+        # ``concurrency`` lanes run at once, each up to ``batch_size`` deliveries in sequence.
+        concurrency, batch = self.policy.concurrency, self.policy.batch_size
+        # Under load, claim in batches rather than one row per finished lane.
         refill_at = max(1, concurrency // 4)
-        lease = max(self.policy.timeout_for(x) for x in map(self.registry.get, names) if x)
-        lease += self.policy.lease_grace_seconds
         while not self._stopping.is_set():
             free = concurrency - len(self._inflight)
             more = False
             if free >= refill_at:
                 # Cleared before the claim: a NOTIFY that lands during it triggers another.
                 self.wakeup.event.clear()
+                claimed_at = time.monotonic()
                 try:
-                    claims = await self._claim(names, free, lease)
+                    claims = await self._claim(names, free * batch, self.lease)
                 except Exception:
                     log.exception("events_claim_failed", dispatcher=self.name)
                     claims = []
                     await self._sleep(self._stopping, self.policy.poll_interval_seconds)
-                for claim in claims:
-                    task = asyncio.create_task(self._deliver(claim))
+                # Round robin: with a short backlog every delivery gets a lane of its own (as
+                # many listeners run at once as before); a long one fills the lanes.
+                lanes = min(free, len(claims))
+                for i in range(lanes):
+                    task = asyncio.create_task(self._run_lane(claims[i::lanes], claimed_at))
                     self._inflight.add(task)
                     task.add_done_callback(self._finished)
-                more = len(claims) == free
+                more = len(claims) == free * batch
             if more or free < refill_at:
                 self._slot_freed.clear()
                 await self._sleep(self._slot_freed, self.policy.poll_interval_seconds)
@@ -210,7 +209,14 @@ class Dispatcher:
             rows = await conn.execute(_CLAIM, {"listeners": names, "limit": limit, "lease": lease})
             return [_Claim(*row) for row in rows]
 
+    async def _run_lane(self, claims: list[_Claim], claimed_at: float) -> None:
+        if len(claims) == 1:
+            await self._deliver(claims[0])
+        else:
+            await Lane(self, claims, claimed_at).run()
+
     async def _deliver(self, claim: _Claim) -> None:
+        """One delivery in a transaction of its own."""
         listener = self.registry.get(claim.listener)
         if listener is None:  # unsubscribed since the claim; the lease returns it
             return
@@ -266,18 +272,7 @@ class Dispatcher:
             return await self._fail(listener, claim, str(exc))
         except Exception as exc:
             await _rollback(delivery.opened_session)
-            if timeout.expired():
-                error = f"timed out after {self.policy.timeout_for(listener)}s"
-            else:
-                error = _describe(exc)
-            log.warning(
-                "event_delivery_failed",
-                listener=listener.name,
-                delivery_id=str(claim.id),
-                attempt=claim.attempt,
-                error=error,
-                exc_info=not timeout.expired(),
-            )
+            error = self._error_of(listener, claim, exc, timeout.expired())
             if claim.attempt >= max_attempts:
                 return await self._fail(listener, claim, error)
             return await self._retry(claim, error)
@@ -310,6 +305,34 @@ class Dispatcher:
         except ValueError as exc:
             raise _Permanent(f"the payload does not match {kind.__name__}: {exc}") from exc
 
+    def _error_of(
+        self, listener: Listener[Event], claim: _Claim, exc: Exception, timed_out: bool
+    ) -> str:
+        """Log a failed attempt; returns the error to record."""
+        if timed_out:
+            error = f"timed out after {self.policy.timeout_for(listener)}s"
+        else:
+            error = _describe(exc)
+        log.warning(
+            "event_delivery_failed",
+            listener=listener.name,
+            delivery_id=str(claim.id),
+            attempt=claim.attempt,
+            error=error,
+            exc_info=not timed_out,
+        )
+        return error
+
+    def _gave_up(self, listener: Listener[Event], claim: _Claim, error: str) -> None:
+        log.error(
+            "event_delivery_gave_up",
+            listener=listener.name,
+            delivery_id=str(claim.id),
+            event_id=str(claim.event_id),
+            attempts=claim.attempt,
+            error=error,
+        )
+
     async def _retry(self, claim: _Claim, error: str) -> str | None:
         delay = self.policy.backoff(claim.attempt)
         params: dict[str, Any] = {
@@ -328,14 +351,7 @@ class Dispatcher:
             marked = await conn.execute(_MARK_FAILED, params)
         if marked.rowcount != 1:
             return None
-        log.error(
-            "event_delivery_gave_up",
-            listener=listener.name,
-            delivery_id=str(claim.id),
-            event_id=str(claim.event_id),
-            attempts=claim.attempt,
-            error=error,
-        )
+        self._gave_up(listener, claim, error)
         return "failed"
 
     async def _housekeeping(self) -> None:
