@@ -28,21 +28,20 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import Float, Integer, Text, Uuid, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, AsyncTransaction
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.platform.events.metrics import DELIVERIES, DELIVERY_DURATION
+from app.platform.events.policy import DeliveryPolicy
+from app.platform.events.registry import ListenerRegistry
 from app.platform.events.types import Delivery, Event, Listener, Retry
 from app.platform.observability.context import observe
 from app.platform.observability.logging import get_logger
-
-if TYPE_CHECKING:
-    from app.platform.events.dispatcher import Dispatcher
 
 log = get_logger("app.events")
 
@@ -131,6 +130,24 @@ class Claim:
 
 class Permanent(Exception):
     """The delivery cannot succeed by retrying (an event this code cannot read)."""
+
+
+class Dispatcher(Protocol):
+    """What a lane uses of the dispatcher that claimed its deliveries."""
+
+    engine: AsyncEngine
+    registry: ListenerRegistry
+    policy: DeliveryPolicy
+    lease: float
+
+    async def _deliver(self, claim: Claim) -> None: ...
+    def _decode(self, listener: Listener[Event], claim: Claim) -> Event: ...
+    def _error_of(
+        self, listener: Listener[Event], claim: Claim, exc: Exception, timed_out: bool
+    ) -> str: ...
+    def _gave_up(self, listener: Listener[Event], claim: Claim, error: str) -> None: ...
+    async def _retry(self, claim: Claim, error: str) -> str | None: ...
+    async def _fail(self, listener: Listener[Event], claim: Claim, error: str) -> str | None: ...
 
 
 class Lane:
