@@ -215,3 +215,24 @@ async def test_lanes_4_racing_dispatchers_db_side_effects_exactly_once(probe: Pr
 
 async def _all_done(probe: Probe, name: str, count: int) -> bool:
     return await probe.statuses(name) == {"done": count}
+
+
+async def test_a_listeners_statements_carry_its_module(probe: Probe) -> None:
+    from prometheus_client import REGISTRY as METRICS
+
+    name, module = probe.listener("lane_metrics"), f"mod{probe.tag}"
+
+    async def handler(event: ProbeHappened, delivery: Delivery) -> None:
+        await _record_in_tx(delivery, event.seq)
+
+    registry = ListenerRegistry()
+    registry.subscribe(ProbeHappened, handler, name=name, module=module)
+    await _held_back(probe, registry, 5)
+    dispatcher = Dispatcher(
+        probe.settings, registry, policy=fast_policy(concurrency=1, batch_size=5)
+    )
+    async with running(dispatcher):
+        await _release(probe, registry)
+        await wait_for(lambda: _all_done(probe, name, 5), timeout=30)
+    labels = {"module": module, "operation": "insert", "target": "primary"}
+    assert METRICS.get_sample_value("db_query_duration_seconds_count", labels) == 5
