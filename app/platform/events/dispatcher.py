@@ -89,25 +89,13 @@ class Dispatcher:
         self.registry = registry if registry is not None else REGISTRY
         self.policy = policy or DeliveryPolicy.from_settings(settings)
         self.name = name
-        # Its own pool, one connection per concurrent delivery plus the claim and housekeeping.
-        # No pre-ping: a dead connection fails one attempt, which is retried, instead of
-        # costing every delivery a round trip.
-        self.engine: AsyncEngine = create_async_engine(
-            str(settings.database_url),
-            pool_size=self.policy.concurrency + 2,
-            max_overflow=2,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            connect_args={
-                "timeout": settings.db_connect_timeout_seconds,
-                "server_settings": {
-                    "application_name": f"{settings.service_name}:{name}",
-                    "statement_timeout": str(settings.db_statement_timeout_ms),
-                    "timezone": "UTC",
-                },
-            },
-        )
-        # Listeners' statements are timed and N+1-checked per delivery like a request's.
+        # Its own pools. Deliveries: one connection per lane plus overflow for lanes falling
+        # back to a transaction per delivery; instrumented, so listeners' statements are timed
+        # and N+1-checked per delivery like a request's. Control (claims, marks outside a lane,
+        # gauges, pruning): uninstrumented, so an idle dispatcher adds nothing to query metrics.
+        self.engine = _engine(settings, name, self.policy.concurrency, overflow=4)
         instrument_engine(self.engine, target="primary", settings=settings)
+        self.control = _engine(settings, f"{name}-control", 3, overflow=self.policy.concurrency)
         self.wakeup = Wakeup(
             asyncpg_dsn(str(settings.database_url)),
             NOTIFY_CHANNEL,
@@ -116,7 +104,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._marker = DoneMarker(self.engine)
+        self._marker = DoneMarker(self.control)
         self.lease = self._lease()
 
     @property
@@ -160,6 +148,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.engine.dispose()
+            await self.control.dispose()
             log.info("dispatcher_stopped", dispatcher=self.name)
 
     async def _loop(self, names: list[str]) -> None:
@@ -205,7 +194,7 @@ class Dispatcher:
                 await event.wait()
 
     async def _claim(self, names: list[str], limit: int, lease: float) -> list[_Claim]:
-        async with self.engine.begin() as conn:
+        async with self.control.begin() as conn:
             rows = await conn.execute(_CLAIM, {"listeners": names, "limit": limit, "lease": lease})
             return [_Claim(*row) for row in rows]
 
@@ -341,13 +330,13 @@ class Dispatcher:
             "delay": delay,
             "error": error,
         }
-        async with self.engine.begin() as conn:
+        async with self.control.begin() as conn:
             marked = await conn.execute(_MARK_RETRY, params)
         return "retry" if marked.rowcount == 1 else None
 
     async def _fail(self, listener: Listener[Event], claim: _Claim, error: str) -> str | None:
         params: dict[str, Any] = {"id": claim.id, "attempt": claim.attempt, "error": error}
-        async with self.engine.begin() as conn:
+        async with self.control.begin() as conn:
             marked = await conn.execute(_MARK_FAILED, params)
         if marked.rowcount != 1:
             return None
@@ -360,14 +349,14 @@ class Dispatcher:
         next_prune = time.monotonic()
         while True:
             try:
-                async with self.engine.begin() as conn:
+                async with self.control.begin() as conn:
                     counts, oldest = await admin.pending_stats(conn)
                 for name in {*self.registry.names(), *counts}:
                     PENDING_GAUGE.labels(listener=name).set(counts.get(name, 0))
                 OUTBOX_OLDEST_PENDING_AGE.set(oldest)
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.policy.prune_interval_seconds
-                    async with self.engine.begin() as conn:
+                    async with self.control.begin() as conn:
                         deliveries, events = await admin.prune(conn, retention)
                     if deliveries or events:
                         log.info("outbox_pruned", deliveries=deliveries, events=events)
@@ -376,6 +365,24 @@ class Dispatcher:
             except Exception:
                 log.exception("events_housekeeping_failed", dispatcher=self.name)
             await asyncio.sleep(self.policy.gauge_interval_seconds)
+
+
+def _engine(settings: Settings, name: str, pool_size: int, *, overflow: int) -> AsyncEngine:
+    # No pre-ping: a dead connection fails one attempt (retried) rather than cost each a trip.
+    return create_async_engine(
+        str(settings.database_url),
+        pool_size=pool_size,
+        max_overflow=overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "server_settings": {
+                "application_name": f"{settings.service_name}:{name}",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "timezone": "UTC",
+            },
+        },
+    )
 
 
 async def _rollback(session: AsyncSession | None) -> None:

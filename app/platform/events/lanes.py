@@ -136,6 +136,7 @@ class Dispatcher(Protocol):
     """What a lane uses of the dispatcher that claimed its deliveries."""
 
     engine: AsyncEngine
+    control: AsyncEngine
     registry: ListenerRegistry
     policy: DeliveryPolicy
     lease: float
@@ -327,7 +328,7 @@ class Lane:
             "lease": self.d.lease,
         }
         try:
-            async with self.d.engine.begin() as conn:
+            async with self.d.control.begin() as conn:
                 renewed = set((await conn.execute(_RENEW, params)).scalars())
         except Exception:
             # Run them anyway, one per transaction: each attempt's mark is fenced.
