@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, Text, bindparam, text
@@ -26,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from app.platform.config import Settings
 from app.platform.events import admin
 from app.platform.events.batching import DoneMarker
+from app.platform.events.lanes import Claim as _Claim
+from app.platform.events.lanes import Lane
+from app.platform.events.lanes import Permanent as _Permanent
 from app.platform.events.metrics import DELIVERIES, DELIVERY_DURATION, OUTBOX_OLDEST_PENDING_AGE
 from app.platform.events.metrics import OUTBOX_PENDING as PENDING_GAUGE
 from app.platform.events.outbox import NOTIFY_CHANNEL
@@ -35,6 +36,7 @@ from app.platform.events.types import Delivery, Event, Listener, Retry
 from app.platform.events.wakeup import Wakeup, asyncpg_dsn
 from app.platform.observability.context import observe
 from app.platform.observability.logging import get_logger
+from app.platform.observability.sql import instrument_engine
 
 log = get_logger("app.events")
 
@@ -72,22 +74,6 @@ _MARK_FAILED = text(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    id: uuid.UUID
-    event_id: uuid.UUID
-    listener: str
-    attempt: int
-    event_name: str
-    event_version: int
-    payload: dict[str, Any]
-    published_at: datetime
-
-
-class _Permanent(Exception):
-    """The delivery cannot succeed by retrying (an event this code cannot read)."""
-
-
 class Dispatcher:
     """Delivers the outbox to the listeners of ``registry`` until ``stop()``."""
 
@@ -103,23 +89,13 @@ class Dispatcher:
         self.registry = registry if registry is not None else REGISTRY
         self.policy = policy or DeliveryPolicy.from_settings(settings)
         self.name = name
-        # Its own pool, one connection per concurrent delivery plus the claim and housekeeping.
-        # No pre-ping: a dead connection fails one attempt, which is retried, instead of
-        # costing every delivery a round trip.
-        self.engine: AsyncEngine = create_async_engine(
-            str(settings.database_url),
-            pool_size=self.policy.concurrency + 2,
-            max_overflow=2,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            connect_args={
-                "timeout": settings.db_connect_timeout_seconds,
-                "server_settings": {
-                    "application_name": f"{settings.service_name}:{name}",
-                    "statement_timeout": str(settings.db_statement_timeout_ms),
-                    "timezone": "UTC",
-                },
-            },
-        )
+        # Its own pools. Deliveries: one connection per lane plus overflow for lanes falling
+        # back to a transaction per delivery; instrumented, so listeners' statements are timed
+        # and N+1-checked per delivery like a request's. Control (claims, marks outside a lane,
+        # gauges, pruning): uninstrumented, so an idle dispatcher adds nothing to query metrics.
+        self.engine = _engine(settings, name, self.policy.concurrency, overflow=4)
+        instrument_engine(self.engine, target="primary", settings=settings)
+        self.control = _engine(settings, f"{name}-control", 3, overflow=self.policy.concurrency)
         self.wakeup = Wakeup(
             asyncpg_dsn(str(settings.database_url)),
             NOTIFY_CHANNEL,
@@ -128,12 +104,19 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._marker = DoneMarker(self.engine)
+        self._marker = DoneMarker(self.control)
+        self.lease = self._lease()
 
     @property
     def listening(self) -> asyncio.Event:
         """Set while the LISTEN connection is up (tests and benchmarks wait for it)."""
         return self.wakeup.connected
+
+    def _lease(self) -> float:
+        """Seconds a claim holds a delivery: the longest listener timeout plus the grace."""
+        listeners = [x for x in map(self.registry.get, self.registry.names()) if x]
+        longest = max(map(self.policy.timeout_for, listeners), default=self.policy.timeout_seconds)
+        return longest + self.policy.lease_grace_seconds
 
     def stop(self) -> None:
         self._stopping.set()
@@ -143,6 +126,7 @@ class Dispatcher:
     async def run(self, drain_seconds: float = 10.0) -> None:
         """Deliver until ``stop()``; then let running deliveries finish for ``drain_seconds``."""
         names = self.registry.names()
+        self.lease = self._lease()
         helpers = [
             asyncio.create_task(self.wakeup.run(), name=f"{self.name}-listen"),
             asyncio.create_task(self._housekeeping(), name=f"{self.name}-housekeeping"),
@@ -164,31 +148,35 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.engine.dispose()
+            await self.control.dispose()
             log.info("dispatcher_stopped", dispatcher=self.name)
 
     async def _loop(self, names: list[str]) -> None:
-        concurrency = self.policy.concurrency
-        # Under load, claim in batches rather than one row per finished delivery.
+        # ``concurrency`` lanes run at once, each up to ``batch_size`` deliveries in sequence.
+        concurrency, batch = self.policy.concurrency, self.policy.batch_size
+        # Under load, claim in batches rather than one row per finished lane.
         refill_at = max(1, concurrency // 4)
-        lease = max(self.policy.timeout_for(x) for x in map(self.registry.get, names) if x)
-        lease += self.policy.lease_grace_seconds
         while not self._stopping.is_set():
             free = concurrency - len(self._inflight)
             more = False
             if free >= refill_at:
                 # Cleared before the claim: a NOTIFY that lands during it triggers another.
                 self.wakeup.event.clear()
+                claimed_at = time.monotonic()
                 try:
-                    claims = await self._claim(names, free, lease)
+                    claims = await self._claim(names, free * batch, self.lease)
                 except Exception:
                     log.exception("events_claim_failed", dispatcher=self.name)
                     claims = []
                     await self._sleep(self._stopping, self.policy.poll_interval_seconds)
-                for claim in claims:
-                    task = asyncio.create_task(self._deliver(claim))
+                # Round robin: with a short backlog every delivery gets a lane of its own (as
+                # many listeners run at once as before); a long one fills the lanes.
+                lanes = min(free, len(claims))
+                for i in range(lanes):
+                    task = asyncio.create_task(self._run_lane(claims[i::lanes], claimed_at))
                     self._inflight.add(task)
                     task.add_done_callback(self._finished)
-                more = len(claims) == free
+                more = len(claims) == free * batch
             if more or free < refill_at:
                 self._slot_freed.clear()
                 await self._sleep(self._slot_freed, self.policy.poll_interval_seconds)
@@ -206,11 +194,18 @@ class Dispatcher:
                 await event.wait()
 
     async def _claim(self, names: list[str], limit: int, lease: float) -> list[_Claim]:
-        async with self.engine.begin() as conn:
+        async with self.control.begin() as conn:
             rows = await conn.execute(_CLAIM, {"listeners": names, "limit": limit, "lease": lease})
             return [_Claim(*row) for row in rows]
 
+    async def _run_lane(self, claims: list[_Claim], claimed_at: float) -> None:
+        if len(claims) == 1:
+            await self._deliver(claims[0])
+        else:
+            await Lane(self, claims, claimed_at).run()
+
     async def _deliver(self, claim: _Claim) -> None:
+        """One delivery in a transaction of its own."""
         listener = self.registry.get(claim.listener)
         if listener is None:  # unsubscribed since the claim; the lease returns it
             return
@@ -266,18 +261,7 @@ class Dispatcher:
             return await self._fail(listener, claim, str(exc))
         except Exception as exc:
             await _rollback(delivery.opened_session)
-            if timeout.expired():
-                error = f"timed out after {self.policy.timeout_for(listener)}s"
-            else:
-                error = _describe(exc)
-            log.warning(
-                "event_delivery_failed",
-                listener=listener.name,
-                delivery_id=str(claim.id),
-                attempt=claim.attempt,
-                error=error,
-                exc_info=not timeout.expired(),
-            )
+            error = self._error_of(listener, claim, exc, timeout.expired())
             if claim.attempt >= max_attempts:
                 return await self._fail(listener, claim, error)
             return await self._retry(claim, error)
@@ -310,24 +294,25 @@ class Dispatcher:
         except ValueError as exc:
             raise _Permanent(f"the payload does not match {kind.__name__}: {exc}") from exc
 
-    async def _retry(self, claim: _Claim, error: str) -> str | None:
-        delay = self.policy.backoff(claim.attempt)
-        params: dict[str, Any] = {
-            "id": claim.id,
-            "attempt": claim.attempt,
-            "delay": delay,
-            "error": error,
-        }
-        async with self.engine.begin() as conn:
-            marked = await conn.execute(_MARK_RETRY, params)
-        return "retry" if marked.rowcount == 1 else None
+    def _error_of(
+        self, listener: Listener[Event], claim: _Claim, exc: Exception, timed_out: bool
+    ) -> str:
+        """Log a failed attempt; returns the error to record."""
+        if timed_out:
+            error = f"timed out after {self.policy.timeout_for(listener)}s"
+        else:
+            error = _describe(exc)
+        log.warning(
+            "event_delivery_failed",
+            listener=listener.name,
+            delivery_id=str(claim.id),
+            attempt=claim.attempt,
+            error=error,
+            exc_info=not timed_out,
+        )
+        return error
 
-    async def _fail(self, listener: Listener[Event], claim: _Claim, error: str) -> str | None:
-        params: dict[str, Any] = {"id": claim.id, "attempt": claim.attempt, "error": error}
-        async with self.engine.begin() as conn:
-            marked = await conn.execute(_MARK_FAILED, params)
-        if marked.rowcount != 1:
-            return None
+    def _gave_up(self, listener: Listener[Event], claim: _Claim, error: str) -> None:
         log.error(
             "event_delivery_gave_up",
             listener=listener.name,
@@ -336,6 +321,26 @@ class Dispatcher:
             attempts=claim.attempt,
             error=error,
         )
+
+    async def _retry(self, claim: _Claim, error: str) -> str | None:
+        delay = self.policy.backoff(claim.attempt)
+        params: dict[str, Any] = {
+            "id": claim.id,
+            "attempt": claim.attempt,
+            "delay": delay,
+            "error": error,
+        }
+        async with self.control.begin() as conn:
+            marked = await conn.execute(_MARK_RETRY, params)
+        return "retry" if marked.rowcount == 1 else None
+
+    async def _fail(self, listener: Listener[Event], claim: _Claim, error: str) -> str | None:
+        params: dict[str, Any] = {"id": claim.id, "attempt": claim.attempt, "error": error}
+        async with self.control.begin() as conn:
+            marked = await conn.execute(_MARK_FAILED, params)
+        if marked.rowcount != 1:
+            return None
+        self._gave_up(listener, claim, error)
         return "failed"
 
     async def _housekeeping(self) -> None:
@@ -344,14 +349,14 @@ class Dispatcher:
         next_prune = time.monotonic()
         while True:
             try:
-                async with self.engine.begin() as conn:
+                async with self.control.begin() as conn:
                     counts, oldest = await admin.pending_stats(conn)
                 for name in {*self.registry.names(), *counts}:
                     PENDING_GAUGE.labels(listener=name).set(counts.get(name, 0))
                 OUTBOX_OLDEST_PENDING_AGE.set(oldest)
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.policy.prune_interval_seconds
-                    async with self.engine.begin() as conn:
+                    async with self.control.begin() as conn:
                         deliveries, events = await admin.prune(conn, retention)
                     if deliveries or events:
                         log.info("outbox_pruned", deliveries=deliveries, events=events)
@@ -360,6 +365,24 @@ class Dispatcher:
             except Exception:
                 log.exception("events_housekeeping_failed", dispatcher=self.name)
             await asyncio.sleep(self.policy.gauge_interval_seconds)
+
+
+def _engine(settings: Settings, name: str, pool_size: int, *, overflow: int) -> AsyncEngine:
+    # No pre-ping: a dead connection fails one attempt (retried) rather than cost each a trip.
+    return create_async_engine(
+        str(settings.database_url),
+        pool_size=pool_size,
+        max_overflow=overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "server_settings": {
+                "application_name": f"{settings.service_name}:{name}",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "timezone": "UTC",
+            },
+        },
+    )
 
 
 async def _rollback(session: AsyncSession | None) -> None:

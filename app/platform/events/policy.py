@@ -11,7 +11,11 @@ from app.platform.events.types import Event, Listener
 
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
+    # Lanes running at once; each runs up to ``batch_size`` claimed deliveries one after
+    # another in one transaction (a savepoint each). 1 = a transaction per delivery. Kept under
+    # 64 (PostgreSQL's cache of subtransactions per transaction) with room for listeners' own.
     concurrency: int = 16
+    batch_size: int = 16
     poll_interval_seconds: float = 1.0
     timeout_seconds: float = 30.0
     max_attempts: int = 10
