@@ -5,14 +5,16 @@ dependency, a 429 from a middleware or a 500 rendered by ``RequestIdMiddleware``
 route template of the request they answer. The module owning a route is the one its endpoint is
 defined in (``app.modules.<name>....``); everything else is ``platform``.
 
-The hot path allocates little: the label children of each route and method are resolved once and
-kept, so a request costs a route match, two closures and a handful of dictionary lookups.
+The hot path allocates little: the series of each route and method are resolved once and kept
+(``http_series.py``), parameter-free routes are memoized by path, so a request costs a dictionary
+lookup, two closures, the observation scope and one ``record()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -22,14 +24,13 @@ from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.platform.observability import instruments as m
 from app.platform.observability.context import (
     PLATFORM,
     ObservationScope,
     activate,
     deactivate,
 )
-from app.platform.observability.fast import Inc, Observer, adder
+from app.platform.observability.http_series import RouteSeries, route_series
 from app.platform.observability.logging import get_logger
 
 UNMATCHED = "<unmatched>"
@@ -57,7 +58,7 @@ class _Candidate:
     context: RouteContext
     path_regex: re.Pattern[str] | None
     methods: frozenset[str] | None
-    series: _RouteSeries
+    series: RouteSeries
 
     @classmethod
     def of(cls, context: RouteContext) -> _Candidate:
@@ -69,7 +70,7 @@ class _Candidate:
             context,
             regex if isinstance(regex, re.Pattern) else None,
             frozenset(methods) if methods else None,
-            _RouteSeries.make(module_of(endpoint), template),
+            route_series(module_of(endpoint), template, "{" not in template),
         )
 
     def match(self, scope: Scope, path: str) -> Match:
@@ -81,49 +82,6 @@ class _Candidate:
         if self.methods is not None and scope["method"] not in self.methods:
             return Match.PARTIAL
         return Match.FULL
-
-
-class _MethodSeries:
-    """The children of one route and method: the duration histogram, a counter per status."""
-
-    __slots__ = ("duration", "method", "module", "route", "statuses")
-
-    def __init__(self, module: str, route: str, method: str) -> None:
-        self.module, self.route, self.method = module, route, method
-        self.duration = Observer(m.HTTP_DURATION.labels(module, route, method))
-        self.statuses: dict[int, Inc] = {}
-
-    def requests(self, status: int) -> Inc:
-        found = self.statuses.get(status)
-        if found is None:
-            found = self.statuses[status] = adder(
-                m.HTTP_REQUESTS.labels(self.module, self.route, self.method, str(status))
-            )
-        return found
-
-
-class _RouteSeries:
-    """The children of one route, resolved once: in progress, queries, and per method."""
-
-    __slots__ = ("db_queries", "in_progress", "methods", "module", "route", "static")
-
-    def __init__(self, module: str, route: str) -> None:
-        self.module, self.route = module, route
-        self.in_progress = adder(m.HTTP_IN_PROGRESS.labels(module, route))
-        self.db_queries = Observer(m.HTTP_DB_QUERIES.labels(module, route))
-        self.methods: dict[str, _MethodSeries] = {}
-        # A template without parameters matches one path only: its lookups can be memoized.
-        self.static = "{" not in route and route != UNMATCHED
-
-    @classmethod
-    def make(cls, module: str, route: str) -> _RouteSeries:
-        return cls(module, route)
-
-    def method(self, method: str) -> _MethodSeries:
-        found = self.methods.get(method)
-        if found is None:
-            found = self.methods[method] = _MethodSeries(self.module, self.route, method)
-        return found
 
 
 class HttpMetricsMiddleware:
@@ -140,11 +98,11 @@ class HttpMetricsMiddleware:
         self._routes: list[BaseRoute] | None = None
         self._count = -1
         self._table: list[_Candidate] = []
-        self._memo: dict[tuple[str, str], _RouteSeries] = {}
+        self._memo: dict[tuple[str, str], RouteSeries] = {}
         self._memoize = False
-        self._unmatched = _RouteSeries.make(PLATFORM, UNMATCHED)
+        self._unmatched = route_series(PLATFORM, UNMATCHED, static=False)
 
-    def _resolve(self, scope: Scope) -> _RouteSeries:
+    def _resolve(self, scope: Scope) -> RouteSeries:
         """The route the router will pick, as the router picks it: first full match wins."""
         routes = self.router.routes
         if routes is not self._routes or len(routes) != self._count:
@@ -158,7 +116,7 @@ class HttpMetricsMiddleware:
         found = self._memo.get(memo_key)
         if found is not None:
             return found
-        partial: _RouteSeries | None = None
+        partial: RouteSeries | None = None
         for candidate in self._table:
             match = candidate.match(scope, path)
             if match is Match.FULL:
@@ -178,8 +136,14 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        series = self._resolve(scope)
         method = scope["method"]
+        routes = self.router.routes
+        # The usual case, inline: a parameter-free route already resolved, routes unchanged.
+        series = (
+            self._memo.get((scope["path"], method))
+            if routes is self._routes and len(routes) == self._count and not scope.get("root_path")
+            else None
+        ) or self._resolve(scope)
         if method not in STANDARD_METHODS:
             method = OTHER_METHOD
         by_method = series.methods.get(method) or series.method(method)
@@ -188,7 +152,9 @@ class HttpMetricsMiddleware:
         complete = False
         disconnected = False
 
-        async def send_observed(message: Message) -> None:
+        def send_observed(message: Message) -> Awaitable[None]:
+            # Not a coroutine itself: it hands back the server's awaitable, so the response
+            # costs no extra coroutine and await layer per message.
             nonlocal status, complete
             kind = message["type"]
             if kind == "http.response.start":
@@ -197,7 +163,7 @@ class HttpMetricsMiddleware:
                 complete = not message.get("more_body", False)
             elif kind == "http.response.pathsend":
                 complete = True
-            await send(message)
+            return send(message)
 
         async def receive_observed() -> Message:
             nonlocal disconnected
@@ -209,7 +175,7 @@ class HttpMetricsMiddleware:
         failure: BaseException | None = None
         observation = ObservationScope(series.module, series.route)
         token = activate(observation)
-        series.in_progress(1)
+        series.enter()
         started = perf_counter()
         try:
             await self.app(scope, receive_observed, send_observed)
@@ -223,16 +189,13 @@ class HttpMetricsMiddleware:
                 status = CLIENT_CLOSED
             elif failure is not None or status == 0:
                 status = 500  # what the server sends for an app that broke or never answered
-            series.in_progress(-1)
-            by_method.requests(status)(1)
-            by_method.duration(duration)
-            series.db_queries(observation.queries)
+            by_method.record(status, duration, observation.queries)
             if self.access_log:
                 self._log(scope, series, method, status, duration, observation.queries)
 
     @staticmethod
     def _log(
-        scope: Scope, series: _RouteSeries, method: str, status: int, duration: float, queries: int
+        scope: Scope, series: RouteSeries, method: str, status: int, duration: float, queries: int
     ) -> None:
         state: dict[str, Any] = scope.get("state") or {}
         access_log.info(
