@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("off", "ours", "ours+log", "instrumentator")
+BEFORE = "before:"
 FACTORIES = {
     "off": "make_off",
     "ours": "make_ours",
@@ -129,18 +130,21 @@ def _pin(cpu: int) -> list[str]:
     return []
 
 
-def _start(variant: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    # "before:<variant>" runs the variant from another checkout of the project (--before).
+    tree = before if variant.startswith(BEFORE) and before is not None else ROOT
+    factory = FACTORIES[variant.removeprefix(BEFORE)]
+    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
-        *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{FACTORIES[variant]}",
+        *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{factory}",
         "--factory", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # where ours+log writes its lines
@@ -189,9 +193,20 @@ def main() -> None:
         default=",".join(VARIANTS),
         help=f"comma-separated subset of {', '.join(VARIANTS)} (off is always measured)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of the project (e.g. `git archive main`): its ours and ours+log "
+        "run too, as before:ours and before:ours+log, for a before/after in one run",
+    )
     args = parser.parse_args()
-    chosen = ("off", *(v for v in args.variants.split(",") if v in VARIANTS and v != "off"))
-    servers = {variant: _start(variant) for variant in chosen}
+    chosen: tuple[str, ...] = (
+        "off",
+        *(v for v in args.variants.split(",") if v in VARIANTS and v != "off"),
+    )
+    if args.before is not None:
+        chosen += tuple(BEFORE + v for v in ("ours", "ours+log") if v in chosen)
+    servers = {variant: _start(variant, args.before) for variant in chosen}
     figures = {variant: Figures() for variant in chosen}
     try:
         for _, url in servers.values():  # warm-up: first-request paths, caches, the CPU clock
@@ -226,10 +241,11 @@ def main() -> None:
     )
     print(
         f"{'variant':15} {'req/s':>9} {'vs off':>8} {'paired':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'CPU us/req':>11} {'vs off':>8}"
+        f"{'CPU us/req':>11} {'vs off':>8} {'paired':>8} {'+us/req':>8}"
     )
     base_cpu = statistics.median(figures["off"].cpu_us)
     paired: dict[str, float] = {}
+    paired_cpu: dict[str, float] = {}
     for variant in chosen:
         f = figures[variant]
         rps = statistics.median(f.rps)
@@ -238,18 +254,34 @@ def main() -> None:
         paired[variant] = statistics.median(
             v / b for v, b in zip(f.rps, figures["off"].rps, strict=True)
         )
+        paired_cpu[variant] = statistics.median(
+            v / b for v, b in zip(f.cpu_us, figures["off"].cpu_us, strict=True)
+        )
+        added = statistics.median(
+            v - b for v, b in zip(f.cpu_us, figures["off"].cpu_us, strict=True)
+        )
         print(
             f"{variant:15} {rps:9.0f} {rps / base:8.3f} {paired[variant]:8.3f} "
             f"{statistics.median(f.p50_ms):8.2f} {statistics.median(f.p99_ms):8.2f} "
-            f"{statistics.median(f.cpu_us):11.1f} {statistics.median(f.cpu_us) / base_cpu:8.3f}"
+            f"{statistics.median(f.cpu_us):11.1f} {statistics.median(f.cpu_us) / base_cpu:8.3f} "
+            f"{paired_cpu[variant]:8.3f} {added:+8.1f}"
         )
     if "ours" in figures:
         ours = statistics.median(figures["ours"].rps)
         print(
             f"\nours costs {100 * (1 - ours / base):.1f}% of throughput by medians, "
             f"{100 * (1 - paired['ours']):.1f}% by paired rounds (target <= 3%); server CPU per "
-            f"request +{100 * (statistics.median(figures['ours'].cpu_us) / base_cpu - 1):.1f}%"
+            f"request +{100 * (statistics.median(figures['ours'].cpu_us) / base_cpu - 1):.1f}% "
+            f"by medians, +{100 * (paired_cpu['ours'] - 1):.1f}% paired"
         )
+        for variant in (v for v in chosen if v.startswith(BEFORE)):
+            now = variant.removeprefix(BEFORE)
+            speedup = statistics.median(figures[now].rps) / statistics.median(figures[variant].rps)
+            print(
+                f"{now} after / before: throughput x{speedup:.3f}, added CPU per request "
+                f"{100 * (paired_cpu[now] - 1):+.1f}% vs {100 * (paired_cpu[variant] - 1):+.1f}% "
+                "(paired, of off)"
+            )
         if "instrumentator" in figures:
             other = statistics.median(figures["instrumentator"].rps)
             print(f"ours / instrumentator = {ours / other:.3f} (target >= 1)")

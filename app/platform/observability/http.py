@@ -31,7 +31,7 @@ from app.platform.observability.context import (
     deactivate,
 )
 from app.platform.observability.http_series import RouteSeries, route_series
-from app.platform.observability.logging import get_logger
+from app.platform.observability.logging import access
 
 UNMATCHED = "<unmatched>"
 OTHER_METHOD = "OTHER"
@@ -39,8 +39,6 @@ STANDARD_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 )
 CLIENT_CLOSED = 499  # nginx's code for "the client went away before the response was sent"
-
-access_log = get_logger("app.access")
 
 
 def module_of(endpoint: Any) -> str:
@@ -198,14 +196,16 @@ class HttpMetricsMiddleware:
         scope: Scope, series: RouteSeries, method: str, status: int, duration: float, queries: int
     ) -> None:
         state: dict[str, Any] = scope.get("state") or {}
-        access_log.info(
-            "request",
-            request_id=state.get("request_id"),
-            method=method,
-            path=scope.get("path"),
-            module=series.module,
-            route=series.route,
-            status=status,
-            duration_ms=round(duration * 1000, 3),
-            db_queries=queries,
+        access(
+            {
+                "request_id": state.get("request_id"),
+                "method": method,
+                "path": scope.get("path"),
+                "module": series.module,
+                "route": series.route,
+                "status": status,
+                "duration_ms": round(duration * 1000, 3),
+                "db_queries": queries,
+                "event": "request",
+            }
         )
