@@ -24,12 +24,7 @@ from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.platform.observability.context import (
-    PLATFORM,
-    ObservationScope,
-    activate,
-    deactivate,
-)
+from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
 from app.platform.observability.http_series import RouteSeries, route_series
 from app.platform.observability.logging import access
 
@@ -80,6 +75,38 @@ class _Candidate:
         if self.methods is not None and scope["method"] not in self.methods:
             return Match.PARTIAL
         return Match.FULL
+
+
+class _Exchange(ObservationScope):
+    """One request as the middleware sees it: its observation scope (what SQL attributes its
+    statements to) and what was said to the server. One object per request, its methods the
+    wrappers of ``receive`` and ``send``: fewer allocations than closures and cells."""
+
+    __slots__ = ("_receive", "_send", "complete", "disconnected", "status")
+
+    def __init__(self, module: str, route: str, receive: Receive, send: Send) -> None:
+        ObservationScope.__init__(self, module, route)
+        self._receive, self._send = receive, send
+        self.status = 0
+        self.complete = self.disconnected = False
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: it hands back the server's awaitable, so the response costs no
+        # extra coroutine and await layer per message.
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.body":
+            self.complete = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
+            self.complete = True
+        return self._send(message)
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.disconnected = True
+        return message
 
 
 class HttpMetricsMiddleware:
@@ -146,50 +173,27 @@ class HttpMetricsMiddleware:
             method = OTHER_METHOD
         by_method = series.methods.get(method) or series.method(method)
 
-        status = 0
-        complete = False
-        disconnected = False
-
-        def send_observed(message: Message) -> Awaitable[None]:
-            # Not a coroutine itself: it hands back the server's awaitable, so the response
-            # costs no extra coroutine and await layer per message.
-            nonlocal status, complete
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            elif kind == "http.response.body":
-                complete = not message.get("more_body", False)
-            elif kind == "http.response.pathsend":
-                complete = True
-            return send(message)
-
-        async def receive_observed() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect" and not complete:
-                disconnected = True
-            return message
-
+        exchange = _Exchange(series.module, series.route, receive, send)
         failure: BaseException | None = None
-        observation = ObservationScope(series.module, series.route)
-        token = activate(observation)
+        token = activate(exchange)
         series.enter()
         started = perf_counter()
         try:
-            await self.app(scope, receive_observed, send_observed)
+            await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             failure = exc
             raise
         finally:
             duration = perf_counter() - started
             deactivate(token)
-            if disconnected or isinstance(failure, asyncio.CancelledError):
+            status = exchange.status
+            if exchange.disconnected or isinstance(failure, asyncio.CancelledError):
                 status = CLIENT_CLOSED
             elif failure is not None or status == 0:
                 status = 500  # what the server sends for an app that broke or never answered
-            by_method.record(status, duration, observation.queries)
+            by_method.record(status, duration, exchange.queries)
             if self.access_log:
-                self._log(scope, series, method, status, duration, observation.queries)
+                self._log(scope, series, method, status, duration, exchange.queries)
 
     @staticmethod
     def _log(
