@@ -15,7 +15,10 @@ costs however long it waited for a CPU, the steadier figure on a busy machine). 
 in one run are what count on a shared, noisy machine; absolute figures are not comparable
 between machines.
 
-    python -m bench.http_overhead --requests 10000 --rounds 9
+``--before DIR`` also runs ``ours`` and ``ours+log`` from another checkout of the project (for a
+before/after in the same run, e.g. ``git archive main | tar -x -C DIR``).
+
+    python -m bench.http_overhead --requests 5000 --rounds 21
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ def _start(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], 
     # "before:<variant>" runs the variant from another checkout of the project (--before).
     tree = before if variant.startswith(BEFORE) and before is not None else ROOT
     factory = FACTORIES[variant.removeprefix(BEFORE)]
-    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree)}
+    # One hash seed for every server: dict and set layouts then differ only by the code run.
+    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
         *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{factory}",
