@@ -15,7 +15,10 @@ costs however long it waited for a CPU, the steadier figure on a busy machine). 
 in one run are what count on a shared, noisy machine; absolute figures are not comparable
 between machines.
 
-    python -m bench.http_overhead --requests 10000 --rounds 9
+``--before DIR`` also runs ``ours`` and ``ours+log`` from another checkout of the project (for a
+before/after in the same run, e.g. ``git archive main | tar -x -C DIR``).
+
+    python -m bench.http_overhead --requests 5000 --rounds 21
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("off", "ours", "ours+log", "instrumentator")
+BEFORE = "before:"
 FACTORIES = {
     "off": "make_off",
     "ours": "make_ours",
@@ -109,9 +113,22 @@ class Figures:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux): what it cost, however long it waited."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process so far (Linux): what it cost, however long it waited for a CPU.
+
+    From the scheduler's per-thread nanosecond counters (``schedstat``) where available: the
+    clock-tick counters of ``stat`` are 10 ms coarse, a few percent of a short round.
+    """
+    try:
+        return (
+            sum(
+                int((task / "schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            )
+            / 1e9
+        )
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -129,18 +146,22 @@ def _pin(cpu: int) -> list[str]:
     return []
 
 
-def _start(variant: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    # "before:<variant>" runs the variant from another checkout of the project (--before).
+    tree = before if variant.startswith(BEFORE) and before is not None else ROOT
+    factory = FACTORIES[variant.removeprefix(BEFORE)]
+    # One hash seed for every server: dict and set layouts then differ only by the code run.
+    env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
-        *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{FACTORIES[variant]}",
+        *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{factory}",
         "--factory", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # where ours+log writes its lines
@@ -189,9 +210,20 @@ def main() -> None:
         default=",".join(VARIANTS),
         help=f"comma-separated subset of {', '.join(VARIANTS)} (off is always measured)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of the project (e.g. `git archive main`): its ours and ours+log "
+        "run too, as before:ours and before:ours+log, for a before/after in one run",
+    )
     args = parser.parse_args()
-    chosen = ("off", *(v for v in args.variants.split(",") if v in VARIANTS and v != "off"))
-    servers = {variant: _start(variant) for variant in chosen}
+    chosen: tuple[str, ...] = (
+        "off",
+        *(v for v in args.variants.split(",") if v in VARIANTS and v != "off"),
+    )
+    if args.before is not None:
+        chosen += tuple(BEFORE + v for v in ("ours", "ours+log") if v in chosen)
+    servers = {variant: _start(variant, args.before) for variant in chosen}
     figures = {variant: Figures() for variant in chosen}
     try:
         for _, url in servers.values():  # warm-up: first-request paths, caches, the CPU clock
@@ -226,10 +258,11 @@ def main() -> None:
     )
     print(
         f"{'variant':15} {'req/s':>9} {'vs off':>8} {'paired':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'CPU us/req':>11} {'vs off':>8}"
+        f"{'CPU us/req':>11} {'vs off':>8} {'paired':>8} {'+us/req':>8}"
     )
     base_cpu = statistics.median(figures["off"].cpu_us)
     paired: dict[str, float] = {}
+    paired_cpu: dict[str, float] = {}
     for variant in chosen:
         f = figures[variant]
         rps = statistics.median(f.rps)
@@ -238,18 +271,34 @@ def main() -> None:
         paired[variant] = statistics.median(
             v / b for v, b in zip(f.rps, figures["off"].rps, strict=True)
         )
+        paired_cpu[variant] = statistics.median(
+            v / b for v, b in zip(f.cpu_us, figures["off"].cpu_us, strict=True)
+        )
+        added = statistics.median(
+            v - b for v, b in zip(f.cpu_us, figures["off"].cpu_us, strict=True)
+        )
         print(
             f"{variant:15} {rps:9.0f} {rps / base:8.3f} {paired[variant]:8.3f} "
             f"{statistics.median(f.p50_ms):8.2f} {statistics.median(f.p99_ms):8.2f} "
-            f"{statistics.median(f.cpu_us):11.1f} {statistics.median(f.cpu_us) / base_cpu:8.3f}"
+            f"{statistics.median(f.cpu_us):11.1f} {statistics.median(f.cpu_us) / base_cpu:8.3f} "
+            f"{paired_cpu[variant]:8.3f} {added:+8.1f}"
         )
     if "ours" in figures:
         ours = statistics.median(figures["ours"].rps)
         print(
             f"\nours costs {100 * (1 - ours / base):.1f}% of throughput by medians, "
             f"{100 * (1 - paired['ours']):.1f}% by paired rounds (target <= 3%); server CPU per "
-            f"request +{100 * (statistics.median(figures['ours'].cpu_us) / base_cpu - 1):.1f}%"
+            f"request +{100 * (statistics.median(figures['ours'].cpu_us) / base_cpu - 1):.1f}% "
+            f"by medians, +{100 * (paired_cpu['ours'] - 1):.1f}% paired"
         )
+        for variant in (v for v in chosen if v.startswith(BEFORE)):
+            now = variant.removeprefix(BEFORE)
+            speedup = statistics.median(figures[now].rps) / statistics.median(figures[variant].rps)
+            print(
+                f"{now} after / before: throughput x{speedup:.3f}, added CPU per request "
+                f"{100 * (paired_cpu[now] - 1):+.1f}% vs {100 * (paired_cpu[variant] - 1):+.1f}% "
+                "(paired, of off)"
+            )
         if "instrumentator" in figures:
             other = statistics.median(figures["instrumentator"].rps)
             print(f"ours / instrumentator = {ours / other:.3f} (target >= 1)")

@@ -7,10 +7,10 @@ the outbox dispatcher one per delivery (``route`` then names the listener: ``lis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PLATFORM = "platform"
 
@@ -21,7 +21,8 @@ class ObservationScope:
     route: str
     kind: str = "http"  # "http" | "event"
     queries: int = 0
-    shapes: dict[str, int] = field(default_factory=dict)  # normalized statement -> executions
+    # normalized statement -> executions; made on the first statement (most requests run none)
+    shapes: dict[str, int] | None = None
 
 
 _current: ContextVar[ObservationScope | None] = ContextVar("observation_scope", default=None)
@@ -31,13 +32,10 @@ def current_scope() -> ObservationScope | None:
     return _current.get()
 
 
-def activate(scope: ObservationScope) -> Token[ObservationScope | None]:
-    """``observe()`` without the context manager, for the per-request hot path."""
-    return _current.set(scope)
-
-
-def deactivate(token: Token[ObservationScope | None]) -> None:
-    _current.reset(token)
+# ``observe()`` without the context manager, for the per-request hot path: the ContextVar's own
+# methods, without a Python call around them.
+activate: Callable[[ObservationScope], Token[ObservationScope | None]] = _current.set
+deactivate: Callable[[Token[ObservationScope | None]], None] = _current.reset
 
 
 @contextmanager

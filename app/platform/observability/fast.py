@@ -1,5 +1,8 @@
 """Hot-path handles on prometheus_client label children: one call per update, no checks.
 
+Used where values must live in prometheus_client (multiprocess mode's files); in one process the
+HTTP families skip prometheus_client on the request path altogether (``http_series.py``).
+
 ``Counter.inc`` and ``Histogram.observe`` re-check on every call what cannot change for a label
 child resolved once (that it is a child, that the amount is non-negative), and the histogram
 walks its buckets linearly. These handles bind the child's value objects once; an update is then

@@ -5,14 +5,17 @@ dependency, a 429 from a middleware or a 500 rendered by ``RequestIdMiddleware``
 route template of the request they answer. The module owning a route is the one its endpoint is
 defined in (``app.modules.<name>....``); everything else is ``platform``.
 
-The hot path allocates little: the label children of each route and method are resolved once and
-kept, so a request costs a route match, two closures and a handful of dictionary lookups.
+The hot path allocates little: the series of each route and method are resolved once and kept
+(``http_series.py``), parameter-free routes are memoized by path, so a request costs a dictionary
+lookup, one ``_Exchange`` (its observation scope and its receive/send wrappers in one object),
+two clock reads and one ``record()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -22,15 +25,9 @@ from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.platform.observability import instruments as m
-from app.platform.observability.context import (
-    PLATFORM,
-    ObservationScope,
-    activate,
-    deactivate,
-)
-from app.platform.observability.fast import Inc, Observer, adder
-from app.platform.observability.logging import get_logger
+from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
+from app.platform.observability.http_series import RouteSeries, route_series
+from app.platform.observability.logging import access
 
 UNMATCHED = "<unmatched>"
 OTHER_METHOD = "OTHER"
@@ -38,8 +35,6 @@ STANDARD_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 )
 CLIENT_CLOSED = 499  # nginx's code for "the client went away before the response was sent"
-
-access_log = get_logger("app.access")
 
 
 def module_of(endpoint: Any) -> str:
@@ -57,7 +52,7 @@ class _Candidate:
     context: RouteContext
     path_regex: re.Pattern[str] | None
     methods: frozenset[str] | None
-    series: _RouteSeries
+    series: RouteSeries
 
     @classmethod
     def of(cls, context: RouteContext) -> _Candidate:
@@ -69,7 +64,7 @@ class _Candidate:
             context,
             regex if isinstance(regex, re.Pattern) else None,
             frozenset(methods) if methods else None,
-            _RouteSeries.make(module_of(endpoint), template),
+            route_series(module_of(endpoint), template, "{" not in template),
         )
 
     def match(self, scope: Scope, path: str) -> Match:
@@ -83,47 +78,36 @@ class _Candidate:
         return Match.FULL
 
 
-class _MethodSeries:
-    """The children of one route and method: the duration histogram, a counter per status."""
+class _Exchange(ObservationScope):
+    """One request as the middleware sees it: its observation scope (what SQL attributes its
+    statements to) and what was said to the server. One object per request, its methods the
+    wrappers of ``receive`` and ``send``: fewer allocations than closures and cells."""
 
-    __slots__ = ("duration", "method", "module", "route", "statuses")
+    __slots__ = ("_receive", "_send", "complete", "disconnected", "status")
 
-    def __init__(self, module: str, route: str, method: str) -> None:
-        self.module, self.route, self.method = module, route, method
-        self.duration = Observer(m.HTTP_DURATION.labels(module, route, method))
-        self.statuses: dict[int, Inc] = {}
+    def __init__(self, module: str, route: str, receive: Receive, send: Send) -> None:
+        ObservationScope.__init__(self, module, route)
+        self._receive, self._send = receive, send
+        self.status = 0
+        self.complete = self.disconnected = False
 
-    def requests(self, status: int) -> Inc:
-        found = self.statuses.get(status)
-        if found is None:
-            found = self.statuses[status] = adder(
-                m.HTTP_REQUESTS.labels(self.module, self.route, self.method, str(status))
-            )
-        return found
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: it hands back the server's awaitable, so the response costs no
+        # extra coroutine and await layer per message.
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+        elif kind == "http.response.body":
+            self.complete = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
+            self.complete = True
+        return self._send(message)
 
-
-class _RouteSeries:
-    """The children of one route, resolved once: in progress, queries, and per method."""
-
-    __slots__ = ("db_queries", "in_progress", "methods", "module", "route", "static")
-
-    def __init__(self, module: str, route: str) -> None:
-        self.module, self.route = module, route
-        self.in_progress = adder(m.HTTP_IN_PROGRESS.labels(module, route))
-        self.db_queries = Observer(m.HTTP_DB_QUERIES.labels(module, route))
-        self.methods: dict[str, _MethodSeries] = {}
-        # A template without parameters matches one path only: its lookups can be memoized.
-        self.static = "{" not in route and route != UNMATCHED
-
-    @classmethod
-    def make(cls, module: str, route: str) -> _RouteSeries:
-        return cls(module, route)
-
-    def method(self, method: str) -> _MethodSeries:
-        found = self.methods.get(method)
-        if found is None:
-            found = self.methods[method] = _MethodSeries(self.module, self.route, method)
-        return found
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.complete:
+            self.disconnected = True
+        return message
 
 
 class HttpMetricsMiddleware:
@@ -140,11 +124,11 @@ class HttpMetricsMiddleware:
         self._routes: list[BaseRoute] | None = None
         self._count = -1
         self._table: list[_Candidate] = []
-        self._memo: dict[tuple[str, str], _RouteSeries] = {}
+        self._memo: dict[tuple[str, str], RouteSeries] = {}
         self._memoize = False
-        self._unmatched = _RouteSeries.make(PLATFORM, UNMATCHED)
+        self._unmatched = route_series(PLATFORM, UNMATCHED, static=False)
 
-    def _resolve(self, scope: Scope) -> _RouteSeries:
+    def _resolve(self, scope: Scope) -> RouteSeries:
         """The route the router will pick, as the router picks it: first full match wins."""
         routes = self.router.routes
         if routes is not self._routes or len(routes) != self._count:
@@ -158,7 +142,7 @@ class HttpMetricsMiddleware:
         found = self._memo.get(memo_key)
         if found is not None:
             return found
-        partial: _RouteSeries | None = None
+        partial: RouteSeries | None = None
         for candidate in self._table:
             match = candidate.match(scope, path)
             if match is Match.FULL:
@@ -178,71 +162,55 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        series = self._resolve(scope)
         method = scope["method"]
+        routes = self.router.routes
+        # The usual case, inline: a parameter-free route already resolved, routes unchanged.
+        series = (
+            self._memo.get((scope["path"], method))
+            if routes is self._routes and len(routes) == self._count and not scope.get("root_path")
+            else None
+        ) or self._resolve(scope)
         if method not in STANDARD_METHODS:
             method = OTHER_METHOD
         by_method = series.methods.get(method) or series.method(method)
 
-        status = 0
-        complete = False
-        disconnected = False
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status, complete
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            elif kind == "http.response.body":
-                complete = not message.get("more_body", False)
-            elif kind == "http.response.pathsend":
-                complete = True
-            await send(message)
-
-        async def receive_observed() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect" and not complete:
-                disconnected = True
-            return message
-
+        exchange = _Exchange(series.module, series.route, receive, send)
         failure: BaseException | None = None
-        observation = ObservationScope(series.module, series.route)
-        token = activate(observation)
-        series.in_progress(1)
+        token = activate(exchange)
+        series.enter()
         started = perf_counter()
         try:
-            await self.app(scope, receive_observed, send_observed)
+            await self.app(scope, exchange.receive, exchange.send)
         except BaseException as exc:
             failure = exc
             raise
         finally:
             duration = perf_counter() - started
             deactivate(token)
-            if disconnected or isinstance(failure, asyncio.CancelledError):
+            status = exchange.status
+            if exchange.disconnected or isinstance(failure, asyncio.CancelledError):
                 status = CLIENT_CLOSED
             elif failure is not None or status == 0:
                 status = 500  # what the server sends for an app that broke or never answered
-            series.in_progress(-1)
-            by_method.requests(status)(1)
-            by_method.duration(duration)
-            series.db_queries(observation.queries)
+            by_method.record(status, duration, exchange.queries)
             if self.access_log:
-                self._log(scope, series, method, status, duration, observation.queries)
+                self._log(scope, series, method, status, duration, exchange.queries)
 
     @staticmethod
     def _log(
-        scope: Scope, series: _RouteSeries, method: str, status: int, duration: float, queries: int
+        scope: Scope, series: RouteSeries, method: str, status: int, duration: float, queries: int
     ) -> None:
         state: dict[str, Any] = scope.get("state") or {}
-        access_log.info(
-            "request",
-            request_id=state.get("request_id"),
-            method=method,
-            path=scope.get("path"),
-            module=series.module,
-            route=series.route,
-            status=status,
-            duration_ms=round(duration * 1000, 3),
-            db_queries=queries,
+        access(
+            {
+                "request_id": state.get("request_id"),
+                "method": method,
+                "path": scope.get("path"),
+                "module": series.module,
+                "route": series.route,
+                "status": status,
+                "duration_ms": round(duration * 1000, 3),
+                "db_queries": queries,
+                "event": "request",
+            }
         )

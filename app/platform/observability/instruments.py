@@ -1,9 +1,9 @@
-"""The platform's own metric families: HTTP RED, SQL timing, pool state, the N+1 detector.
+"""The platform's own metric families: SQL timing, pool state, the N+1 detector.
 
-- ``http_requests_total{module,route,method,status}``
-- ``http_request_duration_seconds{module,route,method}``
-- ``http_requests_in_progress{module,route}``
-- ``http_request_db_queries{module,route}``
+The HTTP families (``http_requests_total``, ``http_request_duration_seconds``,
+``http_requests_in_progress``, ``http_request_db_queries``) are in ``http_series.py``: in one
+process they are recorded without ``prometheus_client`` on the request path.
+
 - ``db_query_duration_seconds{module,operation,target}``
 - ``db_pool_size{target}``, ``db_pool_checked_out{target}``, ``db_pool_overflow{target}``
 - ``db_pool_wait_seconds{target}``
@@ -12,33 +12,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
-
 from app.platform.observability.registry import counter, gauge, histogram
-
-HTTP_REQUESTS = counter(
-    "http_requests_total",
-    "HTTP requests answered, by owning module, route template, method and exact status.",
-    ("module", "route", "method", "status"),
-)
-HTTP_DURATION = histogram(
-    "http_request_duration_seconds",
-    "Time from the request entering the app to the last byte of the response being handed over.",
-    ("module", "route", "method"),
-    buckets=Histogram.DEFAULT_BUCKETS,  # 0.005 ... 10
-)
-HTTP_IN_PROGRESS = gauge(
-    "http_requests_in_progress",
-    "HTTP requests being handled right now.",
-    ("module", "route"),
-    multiprocess_mode="livesum",
-)
-HTTP_DB_QUERIES = histogram(
-    "http_request_db_queries",
-    "SQL statements run by one HTTP request.",
-    ("module", "route"),
-    buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100),
-)
 
 DB_QUERY_DURATION = histogram(
     "db_query_duration_seconds",

@@ -1,12 +1,23 @@
-"""Structured logging: JSON outside development, every line carrying the request id."""
+"""Structured logging: JSON outside development, every line carrying the request id.
+
+The access line (one per request, ``access()``) has a path of its own when lines are JSON: it is
+rendered straight from the middleware's fields into the same JSON the processor chain would make
+(same keys, same order) and handed to the standard library as one record that the formatter
+passes through. The general path (a structlog bound logger: the processor chain, a caller-frame
+walk, then ``ProcessorFormatter`` copying the record and running its own chain) costs ~90 µs a
+line, several times the request it describes on a trivial endpoint.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from structlog.processors import _json_fallback_handler
 
 from app.platform.config import Settings
 
@@ -31,7 +42,9 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    global _json_lines
+    _json_lines = settings.json_logs
+    formatter = _Formatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -47,6 +60,44 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class _Formatter(structlog.stdlib.ProcessorFormatter):
+    """``ProcessorFormatter``, passing through a line ``access()`` rendered already."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        rendered: str | None = getattr(record, _RENDERED, None)
+        if rendered is not None:
+            return rendered
+        return super().format(record)
+
+
+_RENDERED = "_app_rendered"
+_ACCESS = "app.access"
+_access_stdlib = logging.getLogger(_ACCESS)
+_access_structlog = structlog.stdlib.get_logger(_ACCESS)
+_json_lines = False
+# What JSONRenderer does (json.dumps with structlog's fallback), the encoder made once.
+_encode = json.JSONEncoder(default=_json_fallback_handler).encode
+
+
+def access(fields: dict[str, Any]) -> None:
+    """Log the access line ``fields`` (its ``event`` key included) as logger ``app.access``."""
+    logger = _access_stdlib
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    if not _json_lines:  # development's console renderer: the general path is fine
+        _access_structlog.info(**fields)
+        return
+    # The processor chain's additions, in its order: bound context, level, logger, timestamp.
+    for key, value in structlog.contextvars.get_contextvars().items():
+        fields.setdefault(key, value)
+    fields["level"] = "info"
+    fields["logger"] = _ACCESS
+    fields["timestamp"] = datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
+    record = logging.LogRecord(_ACCESS, logging.INFO, __file__, 0, fields, None, None)
+    setattr(record, _RENDERED, _encode(fields))
+    logger.handle(record)
 
 
 def _identity(_: Any, __: str, event_dict: Any) -> Any:

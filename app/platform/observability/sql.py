@@ -183,7 +183,10 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         scope = current_scope()
         if scope is not None:
             scope.queries += 1
-            seen = scope.shapes[shape] = scope.shapes.get(shape, 0) + 1
+            shapes = scope.shapes
+            if shapes is None:
+                shapes = scope.shapes = {}
+            seen = shapes[shape] = shapes.get(shape, 0) + 1
             if seen == threshold:
                 _n_plus_one(scope, shape, seen)
         if context is not None:
