@@ -28,3 +28,7 @@ def test_serves_ready_and_stops_on_sigint(server: Server) -> None:
     lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
     assert any(line.get("event") == "shutdown" for line in lines), server.output()
     assert any(line.get("request_id") == "e2e-ready-1" for line in lines), server.output()
+    # One access line per request, the platform's (with its route), not uvicorn's as well.
+    access = [line for line in lines if line.get("request_id") == "e2e-ready-1"]
+    assert [line.get("logger") for line in access].count("app.access") == 1, access
+    assert not [line for line in lines if line.get("logger") == "uvicorn.access"], server.output()

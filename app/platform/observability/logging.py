@@ -57,9 +57,13 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # The platform writes one access line per request itself (app.access: module, route,
+    # status, duration, query count); uvicorn's would be a second, poorer line.
+    logging.getLogger("uvicorn.access").handlers[:] = []
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 class _Formatter(structlog.stdlib.ProcessorFormatter):
