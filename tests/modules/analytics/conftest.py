@@ -31,8 +31,12 @@ def member_headers(settings: Settings) -> dict[str, str]:
 
 
 async def replica_caught_up(stack: Stack, db: str = "app") -> None:
-    """Wait until the replica has replayed everything the primary has written so far."""
-    target = stack.primary.psql("SELECT pg_current_wal_lsn()", db=db)
+    """Wait until the replica has replayed everything the primary has written so far.
+
+    The insert position, not the write position: the test cluster commits asynchronously, so a
+    commit that returned may still sit in WAL buffers, past pg_current_wal_lsn().
+    """
+    target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()", db=db)
 
     async def replayed() -> bool:
         done = stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn", db=db)
