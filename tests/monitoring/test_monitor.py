@@ -14,7 +14,7 @@ import yaml
 
 from tests.helpers import require_tool
 from tools import monitor
-from tools.pgstack import free_port
+from tools.pgstack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,9 @@ def test_the_local_config_is_valid_and_points_at_local_targets(tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_make_monitor_starts_both_loads_the_rules_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def test_make_monitor_starts_both_loads_the_rules_and_stops_on_ctrl_c(
+    tmp_path: Path, pg_stack: Stack
+) -> None:
     require_tool("prometheus", monitor.INSTALL_HINT)
     require_tool(monitor.ALERTMANAGER_BINARIES[0], monitor.INSTALL_HINT)
     prom_port, am_port = free_port(), free_port()
@@ -59,7 +61,11 @@ def test_make_monitor_starts_both_loads_the_rules_and_stops_on_ctrl_c(tmp_path: 
              "--prometheus-port", str(prom_port), "--alertmanager-port", str(am_port),
              "--exporter-ports", f"{free_port()},{free_port()}",
              "--app", f"127.0.0.1:{free_port()}"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "APP_ENV": "test"},
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            # The exporters watch the databases `make db` would run: here, the session's pair.
+            env={**os.environ, "APP_ENV": "test",
+                 "PGSTACK_PRIMARY_PORT": str(pg_stack.primary_port),
+                 "PGSTACK_REPLICA_PORT": str(pg_stack.replica_port)},
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

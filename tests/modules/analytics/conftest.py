@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.config import Settings
 from app.platform.security import create_access_token
-from tests.helpers import wait_for
+from tests.helpers import replica_catch_up
 from tools.pgstack import Stack
 
 
@@ -30,19 +31,9 @@ def member_headers(settings: Settings) -> dict[str, str]:
     return bearer(settings, "member")
 
 
-async def replica_caught_up(stack: Stack, db: str = "app") -> None:
-    """Wait until the replica has replayed everything the primary has written so far.
-
-    The insert position, not the write position: the test cluster commits asynchronously, so a
-    commit that returned may still sit in WAL buffers, past pg_current_wal_lsn().
-    """
-    target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()", db=db)
-
-    async def replayed() -> bool:
-        done = stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn", db=db)
-        return done == "t"
-
-    await wait_for(replayed, timeout=15)
+async def replica_caught_up(stack: Stack) -> None:
+    """Wait until the replica has replayed everything the primary has written so far."""
+    await asyncio.to_thread(replica_catch_up, stack, 15.0)
 
 
 @pytest.fixture

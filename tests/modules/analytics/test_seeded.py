@@ -261,7 +261,7 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def test_report_queries_use_indexes_not_seq_scans(
     seeded: Stack, name: str, days: int
 ) -> None:
-    await replica_caught_up(seeded, db=DB)
+    await replica_caught_up(seeded)
     statement = repository.REPORT_STATEMENTS[name]
     values = {"unit": "day", "start": END - timedelta(days=days), "end": END, "limit": 20}
     params = {k: v for k, v in values.items() if f":{k}" in statement.text}
@@ -300,7 +300,7 @@ async def seeded_client(seeded: Stack) -> AsyncIterator[httpx.AsyncClient]:
 async def test_a_report_over_its_statement_timeout_is_a_504_and_stops_on_the_replica(
     seeded: Stack, seeded_client: httpx.AsyncClient
 ) -> None:
-    await replica_caught_up(seeded, db=DB)
+    await replica_caught_up(seeded)
     response = await seeded_client.get(
         "/v1/analytics/reports/funnel",
         params={"from": "2025-12-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "interval": "hour"},
