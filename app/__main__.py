@@ -180,6 +180,7 @@ def worker(
     from app.platform.events.dispatcher import Dispatcher
     from app.platform.events.policy import DeliveryPolicy
     from app.platform.observability.logging import configure_logging
+    from app.platform.process import tune_garbage_collector
 
     settings = get_settings()
     configure_logging(settings)
@@ -190,6 +191,7 @@ def worker(
 
     async def main() -> None:
         dispatcher = Dispatcher(settings, policy=policy, name="worker")
+        tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, dispatcher.stop)

@@ -12,13 +12,12 @@ from app import bootstrap
 from app.platform import health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
-from app.platform.db.consistency import ConsistencyTokenMiddleware
 from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
-from app.platform.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.platform.middleware import PlatformMiddleware
 from app.platform.observability import endpoint as metrics_endpoint
-from app.platform.observability.http import HttpMetricsMiddleware
 from app.platform.observability.logging import configure_logging, get_logger
+from app.platform.process import tune_garbage_collector
 
 log = get_logger("app")
 
@@ -36,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.events_dispatcher_enabled:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
             dispatcher = asyncio.create_task(app.state.dispatcher.run(), name="dispatcher")
+        tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
         try:
             yield
@@ -56,16 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # Starlette runs the last-added middleware first: metrics wrap request ids (so they see the
-    # 500 those render), request ids wrap everything else.
+    # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
+    # line): outermost, so it sees the final status of everything inside.
     app.add_middleware(
-        ConsistencyTokenMiddleware,
+        PlatformMiddleware,
+        router=app.router,
+        max_body_bytes=settings.max_body_bytes,
         cookie_max_age=int(settings.db_read_your_writes_seconds),
-        secure=not settings.is_dev,
+        secure_cookies=not settings.is_dev,
+        metrics=settings.http_metrics,
+        access_log=settings.access_log,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware, router=app.router, access_log=settings.access_log)
 
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)

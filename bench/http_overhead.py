@@ -2,7 +2,7 @@
 
 Variants, each its own uvicorn process (one worker, pinned to one CPU when possible):
 
-- ``off``           the app without the metrics middleware (the baseline)
+- ``off``           the app with ``APP_HTTP_METRICS=false`` and no access log (the baseline)
 - ``ours``          the app as shipped, access log off (metrics alone)
 - ``ours+log``      the app as shipped, with the access log line per request (to /dev/null)
 - ``instrumentator`` the baseline plus prometheus-fastapi-instrumentator's defaults instead
@@ -53,7 +53,7 @@ FACTORIES = {
 # --- the apps under test (uvicorn --factory targets) ---------------------------------------------
 
 
-def _app(access_log: bool) -> FastAPI:
+def _app(*, metrics: bool, access_log: bool) -> FastAPI:
     from app.main import create_app
     from app.platform.config import Settings
 
@@ -62,29 +62,25 @@ def _app(access_log: bool) -> FastAPI:
         env="development",
         log_level="WARNING",
         log_json=True,
+        http_metrics=metrics,
         access_log=access_log,
         replica_database_url=None,
+        # No database here: a dispatcher would only retry its connection in the background.
+        events_dispatcher_enabled=False,
     )
     return create_app(settings)
 
 
-def _without_ours(app: FastAPI) -> FastAPI:
-    from app.platform.observability.http import HttpMetricsMiddleware
-
-    app.user_middleware[:] = [m for m in app.user_middleware if m.cls is not HttpMetricsMiddleware]
-    return app
-
-
 def make_off() -> FastAPI:
-    return _without_ours(_app(access_log=False))
+    return _app(metrics=False, access_log=False)
 
 
 def make_ours() -> FastAPI:
-    return _app(access_log=False)
+    return _app(metrics=True, access_log=False)
 
 
 def make_ours_logged() -> FastAPI:
-    app = _app(access_log=True)
+    app = _app(metrics=True, access_log=True)
     # The line is rendered and written as in production; only the destination is /dev/null.
     import logging
 
@@ -95,7 +91,7 @@ def make_ours_logged() -> FastAPI:
 def make_instrumentator() -> FastAPI:
     from prometheus_fastapi_instrumentator import Instrumentator
 
-    app = _without_ours(_app(access_log=False))
+    app = make_off()
     # Its own registry: its family names collide with ours in the default one.
     Instrumentator(registry=CollectorRegistry()).instrument(app)
     return app
@@ -222,7 +218,7 @@ def main() -> None:
         *(v for v in args.variants.split(",") if v in VARIANTS and v != "off"),
     )
     if args.before is not None:
-        chosen += tuple(BEFORE + v for v in ("ours", "ours+log") if v in chosen)
+        chosen += tuple(BEFORE + v for v in ("off", "ours", "ours+log") if v in chosen)
     servers = {variant: _start(variant, args.before) for variant in chosen}
     figures = {variant: Figures() for variant in chosen}
     try:

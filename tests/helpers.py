@@ -48,6 +48,9 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         "auth_reset_requests_per_ip": 10_000,
         # An N+1 in any test fails it, instead of only counting and warning.
         "db_n_plus_one_strict": True,
+        # One process builds hundreds of apps: frozen objects would never be collected.
+        "gc_freeze": False,
+        "gc_gen0_threshold": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     )
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     access_log: bool = Field(default=True, description="one structured log line per request")
+    gc_freeze: bool = Field(
+        default=True, description="gc.freeze() after startup (app/platform/process.py)"
+    )
+    gc_gen0_threshold: int = Field(
+        default=10_000, ge=0, description="the collector's generation-0 threshold; 0: Python's"
+    )
+    http_metrics: bool = Field(
+        default=True,
+        description="the http_* families and per-request SQL attribution (off: a baseline)",
+    )
 
     # Events: the outbox dispatcher (app/platform/events).
     events_dispatcher_enabled: bool = Field(

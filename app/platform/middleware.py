@@ -1,107 +1,244 @@
-"""Pure ASGI middleware of the platform: request ids and the request body size limit."""
+"""The platform's ASGI layer: one pure ASGI middleware, outermost, around the whole app.
+
+Per HTTP request, in this order:
+
+1. **Request id.** A sane incoming ``X-Request-ID`` is kept, anything else replaced by a fresh
+   one; it is in ``scope["state"]["request_id"]``, on every log line (structlog's context) and
+   on the response.
+2. **Route and observation** (``observability/http.py``). The route the router will pick is
+   resolved before the app runs, so a 401, 413 or 500 produced on the way still carries its
+   module and route template; the observation scope that SQL instrumentation and the N+1
+   detector read is opened.
+3. **Body limit.** A declared ``Content-Length`` over the limit is answered 413 at once; a body
+   that streams past it fails the read inside the route with 413.
+4. **The app.** An unhandled exception becomes a 500 problem carrying the request id, its
+   traceback logged once with that id (mid-response, the connection can only be dropped).
+5. **Response.** ``http.response.start`` gets the request id and, when the session dependency
+   issued one, the consistency token (header and HttpOnly cookie).
+6. **Record.** The HTTP families (``http_series.py``) and the access line, under the exact
+   status: 499 for a client that went away, 500 for an app that raised or never answered.
+
+Why one layer and not one per concern: each ASGI middleware wraps ``send`` (and some
+``receive``) in a closure or object of its own, and every response message then runs through
+every wrapper. On a trivial endpoint in a uvicorn worker the separate request-id, body-limit,
+consistency-token and metrics layers cost ~40 µs of a ~150 µs request, more than the work they
+do; here a request makes one ``_Exchange`` whose two methods are the only wrappers. With
+``APP_HTTP_METRICS=false`` and ``APP_ACCESS_LOG=false`` step 2 and 6 are skipped and nothing
+else changes: that is the "instrumentation off" of ``make bench-http``.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable
+from time import perf_counter
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER
 from app.platform.errors import AppError, PayloadTooLarge, problem_response
+from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
+from app.platform.observability.http import RouteResolver, final_status, log_access
 
 REQUEST_ID_HEADER = "x-request-id"
 log = structlog.stdlib.get_logger("app.errors")
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
+_TOKEN_HEADER_RAW = TOKEN_HEADER.encode()
+_CONTENT_LENGTH_RAW = b"content-length"
 
 
-class RequestIdMiddleware:
-    """Accept a sane incoming ``X-Request-ID`` or make one; echo it; bind it to every log line.
+class _Exchange(ObservationScope):
+    """One request as the platform layer sees it: its observation scope (which SQL attributes its
+    statements to), its request id, and what was said to the server. Its ``receive`` and ``send``
+    methods are the request's only wrappers of the server's callables."""
 
-    Being the outermost platform middleware, it also turns an unhandled exception into a 500
-    problem that still carries the request id, and logs the traceback once, with that id.
-    """
+    __slots__ = (
+        "_receive",
+        "_send",
+        "complete",
+        "cookie",
+        "disconnected",
+        "limit",
+        "received",
+        "request_id_raw",
+        "state",
+        "status",
+    )
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        request_id_raw: bytes,
+        state: dict[str, object],
+        limit: int,
+        cookie: str,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        # ObservationScope's fields, set here rather than through its __init__ (the hot path).
+        self.module, self.route, self.kind = PLATFORM, "", "http"
+        self.queries, self.shapes, self.observed = 0, None, True
+        self.request_id, self.request_id_raw = request_id, request_id_raw
+        self.state, self.limit, self.cookie = state, limit, cookie
+        self._receive, self._send = receive, send
+        self.status = self.received = 0
+        self.complete = self.disconnected = False
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: it hands back the server's awaitable, so a response message
+        # costs no extra coroutine and await layer.
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            headers = list(message.get("headers", ()))
+            headers.append((_REQUEST_ID_RAW, self.request_id_raw))
+            token = self.state.get(STATE_KEY)
+            if isinstance(token, str):
+                headers.append((_TOKEN_HEADER_RAW, token.encode()))
+                headers.append((b"set-cookie", f"{TOKEN_COOKIE}={token}; {self.cookie}".encode()))
+            message["headers"] = headers
+        elif kind == "http.response.body":
+            self.complete = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
+            self.complete = True
+        return self._send(message)
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                # Raised inside the route's body read, so the app's handlers render it.
+                raise StarletteHTTPException(413, detail=_too_large(self.limit))
+        elif kind == "http.disconnect" and not self.complete:
+            self.disconnected = True
+        return message
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body exceeds the limit of {limit} bytes"
+
+
+class PlatformMiddleware:
+    """Request ids, route resolution and HTTP metrics, the body limit, unhandled exceptions as
+    problems, the consistency token, the access line: see the module's docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        router: Router,
+        max_body_bytes: int,
+        cookie_max_age: int,
+        secure_cookies: bool,
+        metrics: bool = True,
+        access_log: bool = True,
+    ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics, self.access_log = metrics, access_log
+        # The access line names the route too, so it needs the resolution even without metrics.
+        self.resolver: RouteResolver | None = (
+            RouteResolver(router) if metrics or access_log else None
+        )
+        attributes = [f"Max-Age={cookie_max_age}", "Path=/", "HttpOnly", "SameSite=Lax"]
+        if secure_cookies:
+            attributes.append("Secure")
+        self.cookie_attributes = "; ".join(attributes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        # One pass over the headers for the two this layer reads (names arrive lower-cased).
+        incoming: bytes | None = None
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID_RAW:
+                if incoming is None:
+                    incoming = value
+            elif name == _CONTENT_LENGTH_RAW and declared is None:
+                declared = value
+        if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
+            request_id = incoming.decode()
+        else:
+            request_id = uuid.uuid4().hex
+            incoming = request_id.encode()
+        state: dict[str, object] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        exchange = _Exchange(
+            request_id, incoming, state, self.max_body_bytes, self.cookie_attributes, receive, send
+        )
+        resolver = self.resolver
+        if resolver is not None:
+            # The usual case inline: a parameter-free route this process has seen already.
+            series = (
+                resolver.memo.get((scope["path"], scope["method"]))
+                if resolver.current(scope)
+                else None
+            ) or resolver(scope)
+            exchange.module, exchange.route = series.owner.module, series.owner.route
+            if self.metrics:
+                series.enter()
+            started = perf_counter()
+        else:
+            exchange.observed = False
+        # In context for the whole request: its id on every log line, and its observation.
+        current = activate(exchange)
+        failure: BaseException | None = None
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._refuse_body(scope, receive, exchange)
+            else:
+                try:
+                    await self.app(scope, exchange.receive, exchange.send)
+                except Exception:
+                    log.exception(
+                        "unhandled exception", path=scope.get("path"), method=scope.get("method")
+                    )
+                    if exchange.status:
+                        raise  # mid-response: the server can only drop the connection
+                    await self._render_500(scope, receive, exchange)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            deactivate(current)
+            if resolver is not None:
+                duration = perf_counter() - started
+                status = exchange.status
+                if failure is not None or exchange.disconnected or not status:
+                    status = final_status(status, exchange.disconnected, failure)
+                if self.metrics:
+                    series.record(status, duration, exchange.queries)
+                if self.access_log:
+                    log_access(request_id, scope, series, status, duration, exchange.queries)
 
-        started = False
+    async def _render_500(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
+        response = problem_response(
+            None,
+            status=AppError.status,
+            slug=AppError.slug,
+            title=AppError.title,
+            instance=scope.get("path", ""),
+            request_id=exchange.request_id,
+        )
+        await response(scope, receive, exchange.send)
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                log.exception(
-                    "unhandled exception", path=scope.get("path"), method=scope.get("method")
-                )
-                if started:
-                    raise  # mid-response: the server can only drop the connection
-                response = problem_response(
-                    None,
-                    status=AppError.status,
-                    slug=AppError.slug,
-                    title=AppError.title,
-                    instance=scope.get("path", ""),
-                    request_id=request_id,
-                )
-                await response(scope, receive, send_with_id)
-
-
-class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length up front or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = problem_response(
-                None,
-                status=PayloadTooLarge.status,
-                slug=PayloadTooLarge.slug,
-                title=PayloadTooLarge.title,
-                detail=self._detail(),
-                instance=scope.get("path", ""),
-                request_id=scope.get("state", {}).get("request_id"),
-            )
-            await response(scope, receive, send)
-            return
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Raised inside the route's body read, so the app's handlers render it.
-                    raise StarletteHTTPException(413, detail=self._detail())
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _detail(self) -> str:
-        return f"The request body exceeds the limit of {self.max_bytes} bytes"
+    async def _refuse_body(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
+        response = problem_response(
+            None,
+            status=PayloadTooLarge.status,
+            slug=PayloadTooLarge.slug,
+            title=PayloadTooLarge.title,
+            detail=_too_large(self.max_body_bytes),
+            instance=scope.get("path", ""),
+            request_id=exchange.request_id,
+        )
+        await response(scope, receive, exchange.send)

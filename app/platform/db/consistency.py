@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_HEADER = "x-consistency-token"  # noqa: S105 - a header name
 TOKEN_COOKIE = "consistency_token"  # noqa: S105 - a cookie name
@@ -138,34 +136,3 @@ def _on_execute(state: ORMExecuteState) -> None:
         state.session.info["wrote"] = True
     elif not state.is_select:
         state.session.info["maybe_wrote"] = True
-
-
-class ConsistencyTokenMiddleware:
-    """Puts a token the session dependency issued on the response: header and HttpOnly cookie."""
-
-    def __init__(self, app: ASGIApp, *, cookie_max_age: int, secure: bool) -> None:
-        self.app = app
-        attributes = [f"Max-Age={cookie_max_age}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if secure:
-            attributes.append("Secure")
-        self._cookie_attributes = "; ".join(attributes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # The same dict object request.state writes into further down.
-        state: dict[str, object] = scope.setdefault("state", {})
-
-        async def send_with_token(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                token = state.get(STATE_KEY)
-                if isinstance(token, str):
-                    headers = MutableHeaders(scope=message)
-                    headers[TOKEN_HEADER] = token
-                    headers.append(
-                        "set-cookie", f"{TOKEN_COOKIE}={token}; {self._cookie_attributes}"
-                    )
-            await send(message)
-
-        await self.app(scope, receive, send_with_token)

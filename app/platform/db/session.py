@@ -1,7 +1,7 @@
 """Request-scoped sessions: the primary session is the request's unit of work.
 
 After a commit that wrote, the primary session issues a consistency token (handed to the
-response by ``ConsistencyTokenMiddleware``) and remembers the caller's write position; the read
+response by the platform middleware) and remembers the caller's write position; the read
 session honours both.
 """
 

@@ -23,13 +23,26 @@ class ObservationScope:
     queries: int = 0
     # normalized statement -> executions; made on the first statement (most requests run none)
     shapes: dict[str, int] | None = None
+    # The HTTP request's id, which every log line written for it carries (``logging.py``).
+    request_id: str | None = None
+    # False for a request with HTTP metrics and the access line off: in context for its request
+    # id only; its SQL is then attributed as outside any request (module platform, no count).
+    observed: bool = True
 
 
+# One variable for both: the request id and the observation travel together, one set per request.
 _current: ContextVar[ObservationScope | None] = ContextVar("observation_scope", default=None)
 
 
 def current_scope() -> ObservationScope | None:
-    return _current.get()
+    """The observed request or delivery running now, if any."""
+    scope = _current.get()
+    return scope if scope is not None and scope.observed else None
+
+
+def current_request_id() -> str | None:
+    scope = _current.get()
+    return scope.request_id if scope is not None else None
 
 
 # ``observe()`` without the context manager, for the per-request hot path: the ContextVar's own

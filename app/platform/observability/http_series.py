@@ -71,10 +71,6 @@ class RouteSeries:
         self.module, self.route, self.static = module, route, static
         self.methods: dict[str, MethodSeries] = {}
 
-    def enter(self) -> None:
-        """A request for this route starts (``http_requests_in_progress`` + 1)."""
-        raise NotImplementedError
-
     def method(self, method: str) -> MethodSeries:
         found = self.methods.get(method)
         if found is None:
@@ -88,10 +84,14 @@ class RouteSeries:
 class MethodSeries:
     """The series of one route and method: requests by status, duration."""
 
-    __slots__ = ("method",)
+    __slots__ = ("method", "owner")
 
-    def __init__(self, method: str) -> None:
-        self.method = method
+    def __init__(self, owner: RouteSeries, method: str) -> None:
+        self.owner, self.method = owner, method
+
+    def enter(self) -> None:
+        """A request for this route starts (``http_requests_in_progress`` + 1)."""
+        raise NotImplementedError
 
     def record(self, status: int, duration: float, queries: int) -> None:
         """A request ended: counted, timed, its queries tallied, no longer in progress."""
@@ -110,32 +110,37 @@ class _LocalRoute(RouteSeries):
         self.query_counts = [0] * (len(_QUERY_BOUNDS) + 1)
         self.query_sum = 0.0
 
-    def enter(self) -> None:
-        self.active += 1
-
     def _new_method(self, method: str) -> MethodSeries:
         return _LocalMethod(self, method)
 
 
 class _LocalMethod(MethodSeries):
-    __slots__ = ("counts", "owner", "statuses", "total")
+    __slots__ = ("counts", "statuses", "total")
+    owner: _LocalRoute
 
     def __init__(self, owner: _LocalRoute, method: str) -> None:
-        super().__init__(method)
-        self.owner = owner
+        super().__init__(owner, method)
         self.counts = [0] * (len(_DURATION_BOUNDS) + 1)  # per bucket, not cumulative
         self.total = 0.0
         self.statuses: dict[int, int] = {}
 
+    def enter(self) -> None:
+        self.owner.active += 1
+
     def record(self, status: int, duration: float, queries: int) -> None:
         owner = self.owner
         owner.active -= 1
-        statuses = self.statuses
-        statuses[status] = statuses.get(status, 0) + 1
+        try:
+            self.statuses[status] += 1
+        except KeyError:
+            self.statuses[status] = 1
         self.counts[bisect_left(_DURATION_BOUNDS, duration)] += 1
         self.total += duration
-        owner.query_counts[bisect_left(_QUERY_BOUNDS, queries)] += 1
-        owner.query_sum += queries
+        if queries:
+            owner.query_counts[bisect_left(_QUERY_BOUNDS, queries)] += 1
+            owner.query_sum += queries
+        else:  # most requests on most routes: the first bucket, le="0.0"
+            owner.query_counts[0] += 1
 
 
 def _buckets(les: Sequence[str], counts: list[int]) -> list[tuple[str, float]]:
@@ -201,21 +206,21 @@ class _SharedRoute(RouteSeries):
         self.in_progress = adder(_shared().in_progress.labels(module, route))
         self.db_queries = Observer(_shared().db_queries.labels(module, route))
 
-    def enter(self) -> None:
-        self.in_progress(1)
-
     def _new_method(self, method: str) -> MethodSeries:
         return _SharedMethod(self, method)
 
 
 class _SharedMethod(MethodSeries):
-    __slots__ = ("duration", "owner", "statuses")
+    __slots__ = ("duration", "statuses")
+    owner: _SharedRoute
 
     def __init__(self, owner: _SharedRoute, method: str) -> None:
-        super().__init__(method)
-        self.owner = owner
+        super().__init__(owner, method)
         self.duration = Observer(_shared().duration.labels(owner.module, owner.route, method))
         self.statuses: dict[int, Inc] = {}
+
+    def enter(self) -> None:
+        self.owner.in_progress(1)
 
     def record(self, status: int, duration: float, queries: int) -> None:
         owner = self.owner

@@ -20,12 +20,14 @@ import structlog
 from structlog.processors import _json_fallback_handler
 
 from app.platform.config import Settings
+from app.platform.observability.context import current_request_id
 
 
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library (uvicorn, SQLAlchemy) through one renderer."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -93,7 +95,8 @@ def access(fields: dict[str, Any]) -> None:
     if not _json_lines:  # development's console renderer: the general path is fine
         _access_structlog.info(**fields)
         return
-    # The processor chain's additions, in its order: bound context, level, logger, timestamp.
+    # The processor chain's additions, in its order: bound context, request id (among the
+    # fields already), level, logger, timestamp.
     for key, value in structlog.contextvars.get_contextvars().items():
         fields.setdefault(key, value)
     fields["level"] = "info"
@@ -102,6 +105,14 @@ def access(fields: dict[str, Any]) -> None:
     record = logging.LogRecord(_ACCESS, logging.INFO, __file__, 0, fields, None, None)
     setattr(record, _RENDERED, _encode(fields))
     logger.handle(record)
+
+
+def add_request_id(_: Any, __: str, event_dict: Any) -> Any:
+    """A processor: the id of the HTTP request being served, on every line written for it."""
+    request_id = current_request_id()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
 
 def _identity(_: Any, __: str, event_dict: Any) -> Any:

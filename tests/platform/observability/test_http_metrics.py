@@ -13,6 +13,8 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.main import create_app
+from app.platform.config import Settings
 from app.platform.security import CurrentPrincipal
 from tests.platform.observability.samples import changes, key, snapshot
 
@@ -209,3 +211,28 @@ async def test_access_log_line_per_request(
     assert first["db_queries"] == 0
     assert first["duration_ms"] > 0
     assert (second["request_id"], second["status"]) == ("access-2", 500)
+
+
+async def test_with_metrics_off_nothing_is_recorded_and_nothing_else_changes(
+    settings: Settings,
+) -> None:
+    """``APP_HTTP_METRICS=false``: the baseline of ``make bench-http``, the same platform layer."""
+    application = create_app(
+        settings.model_copy(update={"http_metrics": False, "access_log": False})
+    )
+    application.include_router(probe_router())
+    before = snapshot((*HTTP, "http_request_db_queries"))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            ok = await c.get("/v1/items/3", headers={"X-Request-ID": "off-1"})
+            crashed = await c.get("/v1/crash", headers={"X-Request-ID": "off-2"})
+            missing = await c.get("/no/such/path")
+            too_large = await c.post("/v1/echo", content=b"x" * (settings.max_body_bytes + 1))
+    assert (ok.status_code, ok.headers["x-request-id"]) == (200, "off-1")
+    assert crashed.status_code == 500
+    assert crashed.json()["request_id"] == "off-2"
+    assert missing.status_code == 404
+    assert too_large.status_code == 413
+    assert too_large.headers["content-type"] == "application/problem+json"
+    assert changes(before, snapshot((*HTTP, "http_request_db_queries"))) == {}

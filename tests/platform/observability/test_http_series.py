@@ -61,12 +61,12 @@ def test_local_series_expose_what_prometheus_client_would() -> None:
 
     for method in ("GET", "POST"):
         for status, seconds, ran in REQUESTS:
-            ours.enter()
+            ours.method(method).enter()
             ours.method(method).record(status, seconds, ran)
             requests.labels("payments", ROUTE, method, str(status)).inc()
             duration.labels("payments", ROUTE, method).observe(seconds)
             queries.labels("payments", ROUTE).observe(ran)
-    ours.enter()  # one still running
+    ours.method("GET").enter()  # one still running
     in_progress.labels("payments", ROUTE).inc()
 
     assert _lines(REGISTRY) == _lines(reference)
