@@ -81,5 +81,5 @@ bench-replica: $(STAMP) ## share of statements on the primary, replica routing o
 bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveries per second
 	$(PY) -m bench.events $(BENCH_ARGS)
 
-bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (needs wrk)
+bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (~2.5 min)
 	$(PY) -m bench.http_overhead $(BENCH_ARGS)

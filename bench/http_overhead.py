@@ -1,22 +1,24 @@
 """What the HTTP instrumentation costs: the same app, side by side, with it off, on, or replaced.
 
-Variants, each its own uvicorn process (one worker, pinned to one CPU when possible):
+Variants, each its own uvicorn process (one worker, pinned to one CPU when possible), every one
+the same app (``create_app``) and the same platform middleware, with only these switched:
 
-- ``off``           the app with ``APP_HTTP_METRICS=false`` and no access log (the baseline)
+- ``off``           ``APP_HTTP_METRICS=false`` and no access line (the baseline)
 - ``ours``          the app as shipped, access log off (metrics alone)
 - ``ours+log``      the app as shipped, with the access log line per request (to /dev/null)
 - ``instrumentator`` the baseline plus prometheus-fastapi-instrumentator's defaults instead
 
 The load is bench/loadgen.py on loopback (pinned to the other CPU) against ``GET /healthz``: a
-fixed number of requests over keep-alive connections per run (wrk counts time, not requests). The
-variants take turns within each round, the rounds repeat, and the medians and the ratios to
-``off`` are printed, with the server's CPU time per request (read from /proc: what a request
-costs however long it waited for a CPU, the steadier figure on a busy machine). Ratios measured
-in one run are what count on a shared, noisy machine; absolute figures are not comparable
-between machines.
+fixed number of requests over keep-alive connections per run (wrk counts time, not requests).
+The variants take turns within each round and the rounds repeat, with fresh server processes
+each round (one process's memory layout moves its figures by a few microseconds a request;
+fresh ones average that out). The medians and the ratios to ``off`` are printed, with the
+server's CPU time per request (read from /proc: what a request costs however long it waited
+for a CPU, the steadier figure on a busy machine). Ratios measured in one run are what count on
+a shared, noisy machine; absolute figures are not comparable between machines.
 
-``--before DIR`` also runs ``ours`` and ``ours+log`` from another checkout of the project (for a
-before/after in the same run, e.g. ``git archive main | tar -x -C DIR``).
+``--before DIR`` also runs ``off``, ``ours`` and ``ours+log`` from another checkout of the project
+(for a before/after in the same run, e.g. ``git archive main | tar -x -C DIR``).
 
     python -m bench.http_overhead --requests 5000 --rounds 21
 """
@@ -142,7 +144,7 @@ def _pin(cpu: int) -> list[str]:
     return []
 
 
-def _start(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def _spawn(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     # "before:<variant>" runs the variant from another checkout of the project (--before).
     tree = before if variant.startswith(BEFORE) and before is not None else ROOT
@@ -162,16 +164,37 @@ def _start(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # where ours+log writes its lines
     )
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _start_all(
+    variants: tuple[str, ...], before: Path | None
+) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
+    """A fresh server per variant, started side by side, each answering before this returns."""
+    servers = {variant: _spawn(variant, before) for variant in variants}
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    for variant, (process, url) in servers.items():
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    _stop_all(servers)
+                    raise SystemExit(f"the {variant} server did not start") from None
+                time.sleep(0.1)
+    return servers
+
+
+def _stop_all(servers: dict[str, tuple[subprocess.Popen[bytes], str]]) -> None:
+    for process, _ in servers.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process, _ in servers.values():
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the {variant} server did not start")
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _load(url: str, requests: int, connections: int) -> tuple[float, float, float]:
@@ -209,8 +232,14 @@ def main() -> None:
     parser.add_argument(
         "--before",
         type=Path,
-        help="another checkout of the project (e.g. `git archive main`): its ours and ours+log "
-        "run too, as before:ours and before:ours+log, for a before/after in one run",
+        help="another checkout of the project (e.g. `git archive main`): its off, ours and "
+        "ours+log run too, as before:<variant>, for a before/after in one run",
+    )
+    parser.add_argument(
+        "--restart-every",
+        type=int,
+        default=1,
+        help="start fresh server processes every N rounds (0: one set for the whole run)",
     )
     args = parser.parse_args()
     chosen: tuple[str, ...] = (
@@ -219,12 +248,17 @@ def main() -> None:
     )
     if args.before is not None:
         chosen += tuple(BEFORE + v for v in ("off", "ours", "ours+log") if v in chosen)
-    servers = {variant: _start(variant, args.before) for variant in chosen}
     figures = {variant: Figures() for variant in chosen}
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        for _, url in servers.values():  # warm-up: first-request paths, caches, the CPU clock
-            _load(url, max(1000, args.requests // 10), args.connections)
         for round_no in range(args.rounds):
+            if not servers or (args.restart_every and round_no % args.restart_every == 0):
+                # New processes: each has its own memory layout, which moves a process's
+                # figures by a few microseconds a request; fresh ones average that out.
+                _stop_all(servers)
+                servers = _start_all(chosen, args.before)
+                for _, url in servers.values():  # warm-up: first-request paths, caches, clock
+                    _load(url, max(1000, args.requests // 10), args.connections)
             # Rotate the order so no variant always runs right after the same neighbour.
             shift = round_no % len(chosen)
             for variant in chosen[shift:] + chosen[:shift]:
@@ -242,10 +276,7 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        for process, _ in servers.values():
-            process.send_signal(signal.SIGINT)
-        for process, _ in servers.values():
-            process.wait(timeout=20)
+        _stop_all(servers)
 
     base = statistics.median(figures["off"].rps)
     print(

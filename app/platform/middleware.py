@@ -183,7 +183,7 @@ class PlatformMiddleware:
                 if resolver.current(scope)
                 else None
             ) or resolver(scope)
-            exchange.module, exchange.route = series.owner.module, series.owner.route
+            exchange.module, exchange.route = series.module, series.route
             if self.metrics:
                 series.enter()
             started = perf_counter()

@@ -84,10 +84,11 @@ class RouteSeries:
 class MethodSeries:
     """The series of one route and method: requests by status, duration."""
 
-    __slots__ = ("method", "owner")
+    __slots__ = ("method", "module", "owner", "route")
 
     def __init__(self, owner: RouteSeries, method: str) -> None:
         self.owner, self.method = owner, method
+        self.module, self.route = owner.module, owner.route  # read per request: one hop fewer
 
     def enter(self) -> None:
         """A request for this route starts (``http_requests_in_progress`` + 1)."""
