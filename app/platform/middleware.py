@@ -50,6 +50,7 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
 _TOKEN_HEADER_RAW = TOKEN_HEADER.encode()
 _CONTENT_LENGTH_RAW = b"content-length"
+_OWN_HEADERS = frozenset((_REQUEST_ID_RAW, _TOKEN_HEADER_RAW))
 
 
 class _Exchange(ObservationScope):
@@ -95,7 +96,8 @@ class _Exchange(ObservationScope):
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
-            headers = list(message.get("headers", ()))
+            # The platform's headers replace any the app set (names arrive lower-cased).
+            headers = [h for h in message.get("headers", ()) if h[0] not in _OWN_HEADERS]
             headers.append((_REQUEST_ID_RAW, self.request_id_raw))
             token = self.state.get(STATE_KEY)
             if isinstance(token, str):

@@ -6,7 +6,7 @@ import re
 import httpx
 import pytest
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from app.main import create_app
 from app.platform.config import Settings
@@ -56,3 +56,18 @@ async def test_every_line_written_for_a_request_carries_its_id(
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     probe = [line for line in lines if line["logger"] == "probe"]
     assert [line.get("request_id") for line in probe] == ["line-1", generated, None]
+
+
+async def test_the_platform_id_replaces_one_a_handler_set(settings: Settings) -> None:
+    application = create_app(settings)
+
+    @application.get("/v1/sets-its-own-id")
+    async def sets_its_own_id(response: Response) -> dict[str, bool]:
+        response.headers["X-Request-ID"] = "from-the-handler"
+        return {"ok": True}
+
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            resp = await c.get("/v1/sets-its-own-id", headers={"X-Request-ID": "platform-1"})
+    assert resp.headers.get_list("x-request-id") == ["platform-1"]
