@@ -8,7 +8,7 @@ defined in (``app.modules.<name>....``); everything else is ``platform``.
 
 The hot path allocates little: the series of each route and method are resolved once and kept
 (``http_series.py``) and parameter-free routes are memoized by path, so a request costs a
-dictionary lookup, the observation scope's ContextVar, two clock reads and one ``record()``.
+dictionary lookup, two clock reads, ``enter()`` and ``record()``.
 """
 
 from __future__ import annotations
