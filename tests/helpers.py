@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.platform.config import Settings
 from app.platform.db import Database
@@ -30,6 +32,18 @@ def require_tool(name: str, install_hint: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` started (its lifespan run) and an in-process client on it, until the block ends.
+
+    The app's own 500 answers come back as responses (as a server would send them), not raised.
+    """
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
 
 
 def make_settings(stack: Stack, **overrides: object) -> Settings:

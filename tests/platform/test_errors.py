@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.errors import Conflict, TooManyRequests
+from tests.helpers import serving
 
 PROBLEM = "application/problem+json"
 
@@ -47,10 +48,8 @@ def _test_router() -> APIRouter:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app: FastAPI = create_app(settings.model_copy(update={"max_body_bytes": 1024}))
     app.include_router(_test_router())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with serving(app) as c:
+        yield c
 
 
 def assert_problem(resp: httpx.Response, status: int, slug: str) -> dict:

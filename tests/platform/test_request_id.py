@@ -10,6 +10,7 @@ from fastapi import FastAPI, Response
 
 from app.main import create_app
 from app.platform.config import Settings
+from tests.helpers import serving
 
 
 async def test_sane_incoming_request_id_is_echoed(client: httpx.AsyncClient) -> None:
@@ -46,12 +47,10 @@ async def test_every_line_written_for_a_request_carries_its_id(
 ) -> None:
     overrides = {"http_metrics": observed, "access_log": observed, "log_json": True}
     application = _logging_app(settings.model_copy(update=overrides))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            resp = await c.get("/v1/logs-a-line", headers={"X-Request-ID": "line-1"})
-            assert resp.headers["x-request-id"] == "line-1"
-            generated = (await c.get("/v1/logs-a-line")).headers["x-request-id"]
+    async with serving(application) as c:
+        resp = await c.get("/v1/logs-a-line", headers={"X-Request-ID": "line-1"})
+        assert resp.headers["x-request-id"] == "line-1"
+        generated = (await c.get("/v1/logs-a-line")).headers["x-request-id"]
     structlog.stdlib.get_logger("probe").info("outside")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     probe = [line for line in lines if line["logger"] == "probe"]
@@ -66,8 +65,6 @@ async def test_the_platform_id_replaces_one_a_handler_set(settings: Settings) ->
         response.headers["X-Request-ID"] = "from-the-handler"
         return {"ok": True}
 
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            resp = await c.get("/v1/sets-its-own-id", headers={"X-Request-ID": "platform-1"})
+    async with serving(application) as c:
+        resp = await c.get("/v1/sets-its-own-id", headers={"X-Request-ID": "platform-1"})
     assert resp.headers.get_list("x-request-id") == ["platform-1"]

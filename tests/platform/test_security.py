@@ -22,6 +22,7 @@ from app.platform.security import (
     CurrentPrincipal,
     create_access_token,
 )
+from tests.helpers import serving
 
 USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
@@ -40,10 +41,8 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
     app = create_app(settings)
     app.include_router(router)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+    async with serving(app) as c:
+        yield c
 
 
 def bearer(token: str) -> dict[str, str]:

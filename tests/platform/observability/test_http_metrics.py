@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.security import CurrentPrincipal
+from tests.helpers import serving
 from tests.platform.observability.samples import changes, key, snapshot
 
 HTTP = ("http_requests_total", "http_request_duration_seconds_count", "http_requests_in_progress")
@@ -222,13 +223,11 @@ async def test_with_metrics_off_nothing_is_recorded_and_nothing_else_changes(
     )
     application.include_router(probe_router())
     before = snapshot((*HTTP, "http_request_db_queries"))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            ok = await c.get("/v1/items/3", headers={"X-Request-ID": "off-1"})
-            crashed = await c.get("/v1/crash", headers={"X-Request-ID": "off-2"})
-            missing = await c.get("/no/such/path")
-            too_large = await c.post("/v1/echo", content=b"x" * (settings.max_body_bytes + 1))
+    async with serving(application) as c:
+        ok = await c.get("/v1/items/3", headers={"X-Request-ID": "off-1"})
+        crashed = await c.get("/v1/crash", headers={"X-Request-ID": "off-2"})
+        missing = await c.get("/no/such/path")
+        too_large = await c.post("/v1/echo", content=b"x" * (settings.max_body_bytes + 1))
     assert (ok.status_code, ok.headers["x-request-id"]) == (200, "off-1")
     assert crashed.status_code == 500
     assert crashed.json()["request_id"] == "off-2"

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
-from tests.helpers import make_settings, require_tool
+from tests.helpers import make_settings, require_tool, serving
 from tests.platform.observability.samples import value
 from tools.pgstack import Stack
 
@@ -68,10 +68,8 @@ async def production_client(migrated: Stack) -> AsyncIterator[httpx.AsyncClient]
         payments_webhook_secret="w" * 40,
     )
     application: FastAPI = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+    async with serving(application) as c:
+        yield c
 
 
 @pytest.mark.parametrize(
