@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.platform.config import Settings
 from app.platform.errors import Unauthorized
-from app.platform.observability.registry import render
+from app.platform.observability.registry import multiprocess_dir, render
 
 router = APIRouter(tags=["observability"])
 
@@ -35,6 +35,12 @@ async def metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     if not _authorized(request, settings):
         raise Unauthorized("Scraping /metrics requires the bearer token APP_METRICS_TOKEN")
-    # Merging every worker's files is file I/O: keep it off the event loop.
-    body, content_type = await run_in_threadpool(render, request.headers.get("accept"))
+    accept = request.headers.get("accept")
+    if multiprocess_dir() is None:
+        # On the event loop, where requests are recorded: the HTTP collector derives some values
+        # from others and needs them read with no request recorded in between (http_series.py).
+        body, content_type = render(accept)
+    else:
+        # Merging every worker's files is file I/O: keep it off the event loop.
+        body, content_type = await run_in_threadpool(render, accept)
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

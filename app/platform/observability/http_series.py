@@ -12,10 +12,10 @@ Two ways to record, chosen once per process:
   ``HttpCollector`` turns them into the four families when ``/metrics`` is scraped. A request
   costs a bisect and a few additions instead of six locked ``prometheus_client`` updates and
   their Python calls, which inside a busy worker cost several microseconds more than they do in a
-  tight loop. Only the event loop thread records (middleware code never runs in the threadpool),
-  so the values need no lock; a scrape reads them from another thread by copying every
-  container first (a copy is atomic under the GIL) and may see a request half-recorded, as a
-  scrape of ``prometheus_client``'s own histograms may.
+  tight loop. A request writes as few of them as it can: in progress and the zero-queries bucket
+  are derived at scrape time. Only the event loop thread records (middleware code never runs in
+  the threadpool) and ``/metrics`` collects on that thread too, so no lock is taken and a scrape
+  never sees a request half-recorded.
 - **Several worker processes** (``PROMETHEUS_MULTIPROC_DIR`` set): the values must be in each
   worker's files for a scrape by any worker to add them up, so the series are
   ``prometheus_client`` children updated through the handles of ``fast.py``.
@@ -103,11 +103,13 @@ class MethodSeries:
 
 
 class _LocalRoute(RouteSeries):
-    __slots__ = ("active", "query_counts", "query_sum")
+    __slots__ = ("query_counts", "query_sum", "started")
 
     def __init__(self, module: str, route: str, static: bool) -> None:
         super().__init__(module, route, static)
-        self.active = 0
+        self.started = 0
+        # Requests that ran statements, per bucket; those that ran none are derived at scrape
+        # time (finished minus these), so a request without SQL writes nothing here.
         self.query_counts = [0] * (len(_QUERY_BOUNDS) + 1)
         self.query_sum = 0.0
 
@@ -116,6 +118,12 @@ class _LocalRoute(RouteSeries):
 
 
 class _LocalMethod(MethodSeries):
+    """What a request writes: ``started`` when it begins; when it ends, its status count and
+    its duration bucket and sum, plus its queries bucket and sum only if it ran any. In progress
+    (started minus finished) and the zero-queries bucket (finished minus the others) are derived
+    when scraped: the fewer long-lived values a request writes, the less it costs (measured in a
+    worker, each such write costs several times its tight-loop figure)."""
+
     __slots__ = ("counts", "statuses", "total")
     owner: _LocalRoute
 
@@ -126,11 +134,9 @@ class _LocalMethod(MethodSeries):
         self.statuses: dict[int, int] = {}
 
     def enter(self) -> None:
-        self.owner.active += 1
+        self.owner.started += 1
 
     def record(self, status: int, duration: float, queries: int) -> None:
-        owner = self.owner
-        owner.active -= 1
         try:
             self.statuses[status] += 1
         except KeyError:
@@ -138,10 +144,9 @@ class _LocalMethod(MethodSeries):
         self.counts[bisect_left(_DURATION_BOUNDS, duration)] += 1
         self.total += duration
         if queries:
+            owner = self.owner
             owner.query_counts[bisect_left(_QUERY_BOUNDS, queries)] += 1
             owner.query_sum += queries
-        else:  # most requests on most routes: the first bucket, le="0.0"
-            owner.query_counts[0] += 1
 
 
 def _buckets(les: Sequence[str], counts: list[int]) -> list[tuple[str, float]]:
@@ -175,24 +180,25 @@ class HttpCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
+        """Called on the event loop thread that records (``/metrics`` does): the derived values
+        need the counts they are derived from to be read with no request recorded in between."""
         requests, duration, in_progress, db_queries = self._families()
-        # Copies first: the event loop thread may add a series or a status meanwhile.
         for route in list(self._routes.values()):
             labels = [route.module, route.route]
-            in_progress.add_metric(labels, route.active)
-            db_queries.add_metric(
-                labels,
-                _buckets(_QUERY_LES, list(route.query_counts)),
-                route.query_sum,
-            )
+            finished = 0
             for series in list(route.methods.values()):
                 assert isinstance(series, _LocalMethod)
                 by_method = [*labels, series.method]
                 for status, count in list(series.statuses.items()):
                     requests.add_metric([*by_method, str(status)], count)
+                    finished += count
                 duration.add_metric(
                     by_method, _buckets(_DURATION_LES, list(series.counts)), series.total
                 )
+            in_progress.add_metric(labels, route.started - finished)
+            queries = list(route.query_counts)
+            queries[0] = finished - sum(queries[1:])  # the requests that ran no statement
+            db_queries.add_metric(labels, _buckets(_QUERY_LES, queries), route.query_sum)
         return (requests, duration, in_progress, db_queries)
 
 

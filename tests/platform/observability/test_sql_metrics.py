@@ -156,3 +156,32 @@ async def test_pool_gauges_and_wait_time(small_pool_app: FastAPI) -> None:
 )
 def test_normalize_strips_literals_and_parameters(statement: str, shape: str) -> None:
     assert normalize(statement) == shape
+
+
+async def test_requests_without_statements_fill_the_zero_bucket(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # A request that runs no SQL writes nothing to this family: its bucket is derived at scrape
+    # time from the requests finished. The derivation must give what observing 0 would.
+    async def maybe_reads(n: int, session: ReadSession) -> dict[str, int]:
+        for _ in range(n):
+            await session.execute(text("SELECT 1"))
+        return {"ran": n}
+
+    maybe_reads.__module__ = "app.modules.analytics.router"
+    app.add_api_route("/v1/maybe/{n}", maybe_reads, methods=["GET"])
+    labels = {"module": "analytics", "route": "/v1/maybe/{n}"}
+    before = snapshot(("http_request_db_queries", "http_requests_in_progress"))
+    for n in (0, 2, 0, 0):
+        assert (await client.get(f"/v1/maybe/{n}")).status_code == 200
+    moved = changes(before, snapshot(("http_request_db_queries", "http_requests_in_progress")))
+    bucket = "http_request_db_queries_bucket"
+    assert moved == {
+        key("http_request_db_queries_count", **labels): 4,
+        key("http_request_db_queries_sum", **labels): 2,
+        **{key(bucket, **labels, le=le): 3 for le in ("0.0", "1.0")},
+        **{
+            key(bucket, **labels, le=le): 4
+            for le in ("2.0", "3.0", "5.0", "8.0", "13.0", "21.0", "34.0", "55.0", "100.0", "+Inf")
+        },
+    }
