@@ -103,11 +103,10 @@ class MethodSeries:
 
 
 class _LocalRoute(RouteSeries):
-    __slots__ = ("query_counts", "query_sum", "started")
+    __slots__ = ("query_counts", "query_sum")
 
     def __init__(self, module: str, route: str, static: bool) -> None:
         super().__init__(module, route, static)
-        self.started = 0
         # Requests that ran statements, per bucket; those that ran none are derived at scrape
         # time (finished minus these), so a request without SQL writes nothing here.
         self.query_counts = [0] * (len(_QUERY_BOUNDS) + 1)
@@ -124,17 +123,18 @@ class _LocalMethod(MethodSeries):
     when scraped: the fewer long-lived values a request writes, the less it costs (measured in a
     worker, each such write costs several times its tight-loop figure)."""
 
-    __slots__ = ("counts", "statuses", "total")
+    __slots__ = ("counts", "started", "statuses", "total")
     owner: _LocalRoute
 
     def __init__(self, owner: _LocalRoute, method: str) -> None:
         super().__init__(owner, method)
+        self.started = 0  # on this object, not the route's: one object fewer written
         self.counts = [0] * (len(_DURATION_BOUNDS) + 1)  # per bucket, not cumulative
         self.total = 0.0
         self.statuses: dict[int, int] = {}
 
     def enter(self) -> None:
-        self.owner.started += 1
+        self.started += 1
 
     def record(self, status: int, duration: float, queries: int) -> None:
         try:
@@ -185,9 +185,10 @@ class HttpCollector(Collector):
         requests, duration, in_progress, db_queries = self._families()
         for route in list(self._routes.values()):
             labels = [route.module, route.route]
-            finished = 0
+            started = finished = 0
             for series in list(route.methods.values()):
                 assert isinstance(series, _LocalMethod)
+                started += series.started
                 by_method = [*labels, series.method]
                 for status, count in list(series.statuses.items()):
                     requests.add_metric([*by_method, str(status)], count)
@@ -195,7 +196,7 @@ class HttpCollector(Collector):
                 duration.add_metric(
                     by_method, _buckets(_DURATION_LES, list(series.counts)), series.total
                 )
-            in_progress.add_metric(labels, route.started - finished)
+            in_progress.add_metric(labels, started - finished)
             queries = list(route.query_counts)
             queries[0] = finished - sum(queries[1:])  # the requests that ran no statement
             db_queries.add_metric(labels, _buckets(_QUERY_LES, queries), route.query_sum)
