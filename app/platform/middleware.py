@@ -197,7 +197,8 @@ class PlatformMiddleware:
         failure: BaseException | None = None
         try:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._refuse_body(scope, receive, exchange)
+                detail = _too_large(self.max_body_bytes)
+                await self._answer(scope, receive, exchange, PayloadTooLarge, detail)
             else:
                 try:
                     await self.app(scope, exchange.receive, exchange.send)
@@ -207,7 +208,7 @@ class PlatformMiddleware:
                     )
                     if exchange.status:
                         raise  # mid-response: the server can only drop the connection
-                    await self._render_500(scope, receive, exchange)
+                    await self._answer(scope, receive, exchange, AppError)
         except BaseException as exc:
             failure = exc
             raise
@@ -223,24 +224,21 @@ class PlatformMiddleware:
                 if self.access_log:
                     log_access(request_id, scope, series, status, duration, exchange.queries)
 
-    async def _render_500(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        exchange: _Exchange,
+        error: type[AppError],
+        detail: str | None = None,
+    ) -> None:
+        """Answer with ``error``'s problem (through ``exchange.send``: it gets the request id)."""
         response = problem_response(
             None,
-            status=AppError.status,
-            slug=AppError.slug,
-            title=AppError.title,
-            instance=scope.get("path", ""),
-            request_id=exchange.request_id,
-        )
-        await response(scope, receive, exchange.send)
-
-    async def _refuse_body(self, scope: Scope, receive: Receive, exchange: _Exchange) -> None:
-        response = problem_response(
-            None,
-            status=PayloadTooLarge.status,
-            slug=PayloadTooLarge.slug,
-            title=PayloadTooLarge.title,
-            detail=_too_large(self.max_body_bytes),
+            status=error.status,
+            slug=error.slug,
+            title=error.title,
+            detail=detail,
             instance=scope.get("path", ""),
             request_id=exchange.request_id,
         )
