@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from bisect import bisect_left
 from collections.abc import Awaitable
 from time import perf_counter
 
@@ -44,6 +45,7 @@ from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER
 from app.platform.errors import AppError, PayloadTooLarge, problem_response
 from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
 from app.platform.observability.http import RouteResolver, final_status, log_access
+from app.platform.observability.http_series import DURATION_BOUNDS
 
 REQUEST_ID_HEADER = "x-request-id"
 log = structlog.stdlib.get_logger("app.errors")
@@ -180,15 +182,22 @@ class PlatformMiddleware:
         )
         resolver = self.resolver
         if resolver is not None:
-            # The usual case inline: a parameter-free route this process has seen already.
+            # The usual case inline: a parameter-free route this process has seen already, the
+            # routes unchanged since (RouteResolver's memo) and no root path.
+            routes = resolver.router.routes
             series = (
                 resolver.memo.get((scope["path"], scope["method"]))
-                if resolver.current(scope)
+                if routes is resolver.routes
+                and len(routes) == resolver.count
+                and not scope.get("root_path")
                 else None
             ) or resolver(scope)
             exchange.module, exchange.route = series.module, series.route
             if self.metrics:
-                series.enter()
+                if series.shared is None:
+                    series.started += 1
+                else:
+                    series.shared.enter()
             started = perf_counter()
         else:
             exchange.observed = False
@@ -220,7 +229,20 @@ class PlatformMiddleware:
                 if failure is not None or exchange.disconnected or not status:
                     status = final_status(status, exchange.disconnected, failure)
                 if self.metrics:
-                    series.record(status, duration, exchange.queries)
+                    # One process: http_series.MethodSeries's values, written in place (a call
+                    # per request to write them would cost as much as the writes).
+                    if series.shared is None:
+                        statuses = series.statuses
+                        try:
+                            statuses[status] += 1
+                        except KeyError:
+                            statuses[status] = 1
+                        series.counts[bisect_left(DURATION_BOUNDS, duration)] += 1
+                        series.total += duration
+                        if exchange.queries:
+                            series.owner.add_queries(exchange.queries)
+                    else:
+                        series.shared.record(status, duration, exchange.queries)
                 if self.access_log:
                     log_access(request_id, scope, series, status, duration, exchange.queries)
 

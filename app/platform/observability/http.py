@@ -8,7 +8,7 @@ defined in (``app.modules.<name>....``); everything else is ``platform``.
 
 The hot path allocates little: the series of each route and method are resolved once and kept
 (``http_series.py``) and parameter-free routes are memoized by path, so a request costs a
-dictionary lookup, two clock reads, ``enter()`` and ``record()``.
+dictionary lookup, two clock reads and a few writes in place.
 """
 
 from __future__ import annotations
@@ -84,30 +84,27 @@ class RouteResolver:
     routes, rebuilt when routes are added (tests, a late ``include_router``). Methods outside
     the standard set share ``OTHER``. ``memo`` maps ``(path, method)`` of parameter-free
     templates and standard methods to their series: a bounded set, whatever clients send, that
-    the middleware reads directly while ``current()`` holds.
+    the middleware reads directly while ``routes`` and ``count`` hold.
     """
 
-    __slots__ = ("_count", "_memoize", "_routes", "_table", "_unmatched", "memo", "router")
+    __slots__ = ("_memoize", "_table", "_unmatched", "count", "memo", "router", "routes")
 
     def __init__(self, router: Router) -> None:
         self.router = router
-        self._routes: list[BaseRoute] | None = None
-        self._count = -1
+        # The routes list the table was built from, and its length then: while both hold (and
+        # the request has no root path), ``memo`` answers. The middleware checks them inline.
+        self.routes: list[BaseRoute] | None = None
+        self.count = -1
         self._table: list[_Candidate] = []
         self.memo: dict[tuple[str, str], MethodSeries] = {}
         self._memoize = False
         self._unmatched = route_series(PLATFORM, UNMATCHED, static=False)
 
-    def current(self, scope: Scope) -> bool:
-        """Whether ``memo`` answers for this request: routes unchanged, no root path."""
-        routes = self.router.routes
-        return routes is self._routes and len(routes) == self._count and not scope.get("root_path")
-
     def __call__(self, scope: Scope) -> MethodSeries:
         routes = self.router.routes
-        if routes is not self._routes or len(routes) != self._count:
+        if routes is not self.routes or len(routes) != self.count:
             self._table = [_Candidate.of(c) for c in iter_route_contexts(routes)]
-            self._routes, self._count = routes, len(routes)
+            self.routes, self.count = routes, len(routes)
             self.memo = {}
             self._memoize = all(c.path_regex is not None for c in self._table)
         path = get_route_path(scope)

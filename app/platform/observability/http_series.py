@@ -55,98 +55,74 @@ DB_QUERIES_BUCKETS: tuple[float, ...] = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100, 
 
 # The finite bounds: bisect_left over them gives the bucket an observation falls in (the first
 # bound >= it, as Histogram.observe picks it), len() of them meaning +Inf.
-_DURATION_BOUNDS = tuple(float(b) for b in DURATION_BUCKETS if b != math.inf)
-_QUERY_BOUNDS = tuple(float(b) for b in DB_QUERIES_BUCKETS if b != math.inf)
+DURATION_BOUNDS = tuple(float(b) for b in DURATION_BUCKETS if b != math.inf)
+QUERY_BOUNDS = tuple(float(b) for b in DB_QUERIES_BUCKETS if b != math.inf)
 # The ``le`` labels, spelled as prometheus_client spells them ("0.005", "1.0", "+Inf").
 _DURATION_LES: tuple[str, ...] = tuple(floatToGoString(b) for b in DURATION_BUCKETS)  # type: ignore[no-untyped-call]
 _QUERY_LES: tuple[str, ...] = tuple(floatToGoString(b) for b in DB_QUERIES_BUCKETS)  # type: ignore[no-untyped-call]
 
 
 class RouteSeries:
-    """The series of one ``(module, route)``: in progress, queries per request, and per method."""
+    """The series of one ``(module, route)``: queries per request, and the per-method series.
 
-    __slots__ = ("methods", "module", "route", "static")
+    In one process, the requests that ran statements per queries bucket and their sum (those
+    that ran none are derived at scrape time, so a request without SQL writes nothing here); with
+    several processes, ``shared`` holds the file-backed children written instead.
+    """
+
+    __slots__ = ("methods", "module", "query_counts", "query_sum", "route", "shared", "static")
 
     def __init__(self, module: str, route: str, static: bool) -> None:
         self.module, self.route, self.static = module, route, static
         self.methods: dict[str, MethodSeries] = {}
+        self.query_counts = [0] * (len(QUERY_BOUNDS) + 1)
+        self.query_sum = 0.0
+        self.shared = _SharedRoute(module, route) if MULTIPROCESS else None
 
     def method(self, method: str) -> MethodSeries:
         found = self.methods.get(method)
         if found is None:
-            found = self.methods[method] = self._new_method(method)
+            found = self.methods[method] = MethodSeries(self, method)
         return found
 
-    def _new_method(self, method: str) -> MethodSeries:
-        raise NotImplementedError
+    def add_queries(self, queries: int) -> None:
+        """One request ran ``queries`` (> 0) statements (one process)."""
+        self.query_counts[bisect_left(QUERY_BOUNDS, queries)] += 1
+        self.query_sum += queries
 
 
 class MethodSeries:
-    """The series of one route and method: requests by status, duration."""
+    """The series of one route and method: requests by status, duration.
 
-    __slots__ = ("method", "module", "owner", "route")
+    In one process, ``PlatformMiddleware`` writes these values in place, and only what it must:
+    ``started`` when a request begins; when it ends, its status count and its duration bucket
+    (``counts``, per bucket, not cumulative) and sum (``total``), and ``owner.add_queries`` if
+    it ran statements. In progress (started minus finished) and the zero-queries bucket are
+    derived when scraped. The fewer long-lived values a request writes, and the fewer calls it
+    makes to write them, the less it costs (``make bench-http``). With several processes
+    ``shared`` is set and its ``enter()`` and ``record()`` are called instead.
+    """
+
+    __slots__ = (
+        "counts",
+        "method",
+        "module",
+        "owner",
+        "route",
+        "shared",
+        "started",
+        "statuses",
+        "total",
+    )
 
     def __init__(self, owner: RouteSeries, method: str) -> None:
         self.owner, self.method = owner, method
         self.module, self.route = owner.module, owner.route  # read per request: one hop fewer
-
-    def enter(self) -> None:
-        """A request for this route starts (``http_requests_in_progress`` + 1)."""
-        raise NotImplementedError
-
-    def record(self, status: int, duration: float, queries: int) -> None:
-        """A request ended: counted, timed, its queries tallied, no longer in progress."""
-        raise NotImplementedError
-
-
-# --- one process: plain values, exported by a collector ------------------------------------------
-
-
-class _LocalRoute(RouteSeries):
-    __slots__ = ("query_counts", "query_sum")
-
-    def __init__(self, module: str, route: str, static: bool) -> None:
-        super().__init__(module, route, static)
-        # Requests that ran statements, per bucket; those that ran none are derived at scrape
-        # time (finished minus these), so a request without SQL writes nothing here.
-        self.query_counts = [0] * (len(_QUERY_BOUNDS) + 1)
-        self.query_sum = 0.0
-
-    def _new_method(self, method: str) -> MethodSeries:
-        return _LocalMethod(self, method)
-
-
-class _LocalMethod(MethodSeries):
-    """What a request writes: ``started`` when it begins; when it ends, its status count and
-    its duration bucket and sum, plus its queries bucket and sum only if it ran any. In progress
-    (started minus finished) and the zero-queries bucket (finished minus the others) are derived
-    when scraped: the fewer long-lived values a request writes, the less it costs (measured in a
-    worker, each such write costs several times its tight-loop figure)."""
-
-    __slots__ = ("counts", "started", "statuses", "total")
-    owner: _LocalRoute
-
-    def __init__(self, owner: _LocalRoute, method: str) -> None:
-        super().__init__(owner, method)
-        self.started = 0  # on this object, not the route's: one object fewer written
-        self.counts = [0] * (len(_DURATION_BOUNDS) + 1)  # per bucket, not cumulative
+        self.started = 0
+        self.counts = [0] * (len(DURATION_BOUNDS) + 1)
         self.total = 0.0
         self.statuses: dict[int, int] = {}
-
-    def enter(self) -> None:
-        self.started += 1
-
-    def record(self, status: int, duration: float, queries: int) -> None:
-        try:
-            self.statuses[status] += 1
-        except KeyError:
-            self.statuses[status] = 1
-        self.counts[bisect_left(_DURATION_BOUNDS, duration)] += 1
-        self.total += duration
-        if queries:
-            owner = self.owner
-            owner.query_counts[bisect_left(_QUERY_BOUNDS, queries)] += 1
-            owner.query_sum += queries
+        self.shared = _SharedMethod(owner.shared, method) if owner.shared is not None else None
 
 
 def _buckets(les: Sequence[str], counts: list[int]) -> list[tuple[str, float]]:
@@ -160,7 +136,7 @@ def _buckets(les: Sequence[str], counts: list[int]) -> list[tuple[str, float]]:
 class HttpCollector(Collector):
     """The four HTTP families, built from the local series at scrape time."""
 
-    def __init__(self, routes: dict[tuple[str, str], _LocalRoute]) -> None:
+    def __init__(self, routes: dict[tuple[str, str], RouteSeries]) -> None:
         self._routes = routes
 
     @staticmethod
@@ -187,7 +163,6 @@ class HttpCollector(Collector):
             labels = [route.module, route.route]
             started = finished = 0
             for series in list(route.methods.values()):
-                assert isinstance(series, _LocalMethod)
                 started += series.started
                 by_method = [*labels, series.method]
                 for status, count in list(series.statuses.items()):
@@ -206,31 +181,29 @@ class HttpCollector(Collector):
 # --- several processes: prometheus_client children, file-backed -----------------------------------
 
 
-class _SharedRoute(RouteSeries):
-    __slots__ = ("db_queries", "in_progress")
+class _SharedRoute:
+    __slots__ = ("db_queries", "in_progress", "module", "route")
 
-    def __init__(self, module: str, route: str, static: bool) -> None:
-        super().__init__(module, route, static)
+    def __init__(self, module: str, route: str) -> None:
+        self.module, self.route = module, route
         self.in_progress = adder(_shared().in_progress.labels(module, route))
         self.db_queries = Observer(_shared().db_queries.labels(module, route))
 
-    def _new_method(self, method: str) -> MethodSeries:
-        return _SharedMethod(self, method)
 
-
-class _SharedMethod(MethodSeries):
-    __slots__ = ("duration", "statuses")
-    owner: _SharedRoute
+class _SharedMethod:
+    __slots__ = ("duration", "method", "owner", "statuses")
 
     def __init__(self, owner: _SharedRoute, method: str) -> None:
-        super().__init__(owner, method)
+        self.owner, self.method = owner, method
         self.duration = Observer(_shared().duration.labels(owner.module, owner.route, method))
         self.statuses: dict[int, Inc] = {}
 
     def enter(self) -> None:
+        """A request for this route starts (``http_requests_in_progress`` + 1)."""
         self.owner.in_progress(1)
 
     def record(self, status: int, duration: float, queries: int) -> None:
+        """A request ended: counted, timed, its queries tallied, no longer in progress."""
         owner = self.owner
         owner.in_progress(-1)
         requests = self.statuses.get(status)
@@ -270,12 +243,11 @@ def _shared() -> _SharedFamilies:
 MULTIPROCESS: bool = bool(getattr(values.ValueClass, "_multiprocess", False))
 
 _routes: dict[tuple[str, str], RouteSeries] = {}
-_local_routes: dict[tuple[str, str], _LocalRoute] = {}
 
 if MULTIPROCESS:
     _shared()  # the families exist (and export) from the start, as declared metrics do
 else:
-    REGISTRY.register(HttpCollector(_local_routes))
+    REGISTRY.register(HttpCollector(_routes))
 
 
 def route_series(module: str, route: str, static: bool) -> RouteSeries:
@@ -283,9 +255,5 @@ def route_series(module: str, route: str, static: bool) -> RouteSeries:
     key = (module, route)
     found = _routes.get(key)
     if found is None:
-        if MULTIPROCESS:
-            found = _SharedRoute(module, route, static)
-        else:
-            found = _local_routes[key] = _LocalRoute(module, route, static)
-        _routes[key] = found
+        found = _routes[key] = RouteSeries(module, route, static)
     return found
