@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http monitor
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,3 +83,6 @@ bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveri
 
 bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (~2.5 min)
 	$(PY) -m bench.http_overhead $(BENCH_ARGS)
+
+bench-http-instructions: $(STAMP) ## the same variants' CPU instructions a request, under valgrind (~5 min)
+	$(PY) -m bench.http_instructions $(BENCH_ARGS)

@@ -144,7 +144,10 @@ def _pin(cpu: int) -> list[str]:
     return []
 
 
-def _spawn(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def _spawn(
+    variant: str, before: Path | None, prefix: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One variant's server, started under ``prefix`` (default: pinned to CPU 0)."""
     port = _free_port()
     # "before:<variant>" runs the variant from another checkout of the project (--before).
     tree = before if variant.startswith(BEFORE) and before is not None else ROOT
@@ -153,9 +156,10 @@ def _spawn(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], 
     env = {**os.environ, "APP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
-        *_pin(0), sys.executable, "-m", "uvicorn", f"bench.http_overhead:{factory}",
-        "--factory", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-        "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+        *(_pin(0) if prefix is None else prefix), sys.executable, "-m", "uvicorn",
+        f"bench.http_overhead:{factory}", "--factory", "--host", "127.0.0.1",
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+        "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -168,11 +172,14 @@ def _spawn(variant: str, before: Path | None) -> tuple[subprocess.Popen[bytes], 
 
 
 def _start_all(
-    variants: tuple[str, ...], before: Path | None
+    variants: tuple[str, ...],
+    before: Path | None,
+    prefix: list[str] | None = None,
+    timeout: float = 90,
 ) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
     """A fresh server per variant, started side by side, each answering before this returns."""
-    servers = {variant: _spawn(variant, before) for variant in variants}
-    deadline = time.monotonic() + 90
+    servers = {variant: _spawn(variant, before, prefix) for variant in variants}
+    deadline = time.monotonic() + timeout
     for variant, (process, url) in servers.items():
         while True:
             try:
