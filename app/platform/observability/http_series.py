@@ -98,8 +98,8 @@ class MethodSeries:
     ``started`` when a request begins; when it ends, its status count and its duration bucket
     (``counts``, per bucket, not cumulative) and sum (``total``), and ``owner.add_queries`` if
     it ran statements. In progress (started minus finished) and the zero-queries bucket are
-    derived when scraped. The fewer long-lived values a request writes, and the fewer calls it
-    makes to write them, the less it costs (``make bench-http``). With several processes
+    derived when scraped: the fewer values a request writes, the less it costs (docs,
+    *Benchmark*: the recording is ~1% of a trivial request's instructions). With several processes
     ``shared`` is set and its ``enter()`` and ``record()`` are called instead.
     """
 
