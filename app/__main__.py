@@ -363,6 +363,29 @@ def dataclasses_asdict(value: Any) -> dict[str, Any]:
 
 
 @app.command()
+def architecture(
+    check: Annotated[
+        bool, typer.Option(help="exit 1 when docs/architecture.md differs from a fresh diagram")
+    ] = False,
+) -> None:
+    """Write the module diagram (docs/architecture.md) from the import graph and the listeners."""
+    from app import architecture as diagram
+
+    fresh = diagram.render(diagram.collect())
+    if check:
+        current = diagram.DIAGRAM.read_text() if diagram.DIAGRAM.exists() else ""
+        if current != fresh:
+            typer.echo(
+                f"{diagram.DIAGRAM} is out of date: run python -m app architecture", err=True
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{diagram.DIAGRAM} is up to date")
+        return
+    diagram.DIAGRAM.write_text(fresh)
+    typer.echo(f"wrote {diagram.DIAGRAM}")
+
+
+@app.command()
 def openapi() -> None:
     """Print the OpenAPI document (for clients, contract tests and schemathesis)."""
     from app.main import create_app
