@@ -362,6 +362,25 @@ def dataclasses_asdict(value: Any) -> dict[str, Any]:
     return dataclasses.asdict(value)
 
 
+@app.command("new-module")
+def new_module(
+    name: Annotated[str, typer.Argument(help="the module's name, a Python identifier")],
+) -> None:
+    """Scaffold a business module: its rooms, contracts, wiring, migration, test and guide."""
+    from pathlib import Path
+
+    from tools import scaffold
+
+    try:
+        written = scaffold.create(Path.cwd(), name)
+    except scaffold.ScaffoldRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for path in written:
+        typer.echo(f"  {path.relative_to(Path.cwd())}")
+    typer.echo(f"module {name} is ready: make test")
+
+
 @app.command()
 def architecture(
     check: Annotated[

@@ -1,4 +1,4 @@
-"""Faults: declared by the code that suffers them, switched across processes, refused in production."""
+"""Faults: declared where they strike, switched across processes, refused in production."""
 
 from __future__ import annotations
 
