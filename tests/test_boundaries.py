@@ -50,7 +50,8 @@ def test_every_planted_file_is_one_the_app_imports() -> None:
     for planted in PLANTED_IN:
         name = planted.removesuffix(".py").replace("/", ".")
         spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin == str(ROOT / planted), planted
+        assert spec is not None, planted
+        assert spec.origin == str(ROOT / planted), planted
 
 
 PLANTED_IN = (
