@@ -60,6 +60,7 @@ PLANTED_IN = (
     "app/modules/payments/repository.py",
     "app/platform/errors.py",
     "app/platform/db/base.py",
+    "app/seed/tables.py",
 )
 
 
@@ -114,3 +115,18 @@ def test_a_cycle_between_platform_parts_breaks_the_acyclic_contract(tree: Path) 
     result = _lint(tree)
     assert result.returncode != 0
     assert "The platform's parts do not import each other in cycles BROKEN" in result.stdout
+
+
+def test_the_seed_calling_a_service_breaks_the_seed_contract(tree: Path) -> None:
+    _plant(tree / "app/seed/tables.py", "from app.modules.auth import service  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The seed writes tables and calls no module's code BROKEN" in result.stdout
+    assert "app.seed.tables -> app.modules.auth.service" in result.stdout
+
+
+def test_a_module_importing_the_seed_breaks_the_tiers(tree: Path) -> None:
+    _plant(tree / "app/modules/auth/service.py", "from app.seed import world  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "Tiers: composition root above modules above platform BROKEN" in result.stdout
