@@ -362,6 +362,20 @@ def dataclasses_asdict(value: Any) -> dict[str, Any]:
     return dataclasses.asdict(value)
 
 
+@app.command(
+    "workshop",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def workshop(ctx: typer.Context) -> None:
+    """The workshop (python -m workshop --help): each problem shown live, before and after."""
+    import os
+    import sys
+
+    # A process of its own: the deployable never imports the workshop's "before" code.
+    os.execv(sys.executable, [sys.executable, "-m", "workshop", *ctx.args])  # noqa: S606
+
+
 @app.command("new-module")
 def new_module(
     name: Annotated[str, typer.Argument(help="the module's name, a Python identifier")],

@@ -61,6 +61,7 @@ PLANTED_IN = (
     "app/platform/errors.py",
     "app/platform/db/base.py",
     "app/seed/tables.py",
+    "app/platform/faults.py",
 )
 
 
@@ -130,3 +131,14 @@ def test_a_module_importing_the_seed_breaks_the_tiers(tree: Path) -> None:
     result = _lint(tree)
     assert result.returncode != 0
     assert "Tiers: composition root above modules above platform BROKEN" in result.stdout
+
+
+def test_the_app_importing_the_workshop_breaks_its_contract(tree: Path) -> None:
+    shutil.copytree(
+        ROOT / "workshop", tree / "workshop", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    _plant(tree / "app/platform/faults.py", "import workshop.core  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The deployable never imports the workshop BROKEN" in result.stdout
+    assert "app.platform.faults -> workshop" in result.stdout

@@ -1,0 +1,8 @@
+"""The workshop's scenarios, by letter (the claims of docs/workshop.md)."""
+
+from __future__ import annotations
+
+from workshop.core import Scenario
+from workshop.scenarios.f_replica import ReplicaReads
+
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in (ReplicaReads(),)}
