@@ -1,32 +1,66 @@
-"""The workshop is also a test: each scenario's quick run shows its claim, in its direction."""
+"""The workshop is also a test: every scenario's quick run shows its claim, in its direction."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.workshop.conftest import WORKSHOP_DB
 from tools.pgstack import Stack
 from workshop.__main__ import run_scenarios
+from workshop.scenarios import SCENARIOS
 
 
-def test_reads_on_the_replica_halve_the_primarys_share(
-    workshop_stack: Stack, tmp_path: Path
-) -> None:
-    (outcome,) = run_scenarios(
-        workshop_stack, ["F"], tmp_path, rounds=5, quick=True, db=WORKSHOP_DB
-    )
-    share = outcome.comparison("primary_statements")
-    assert share.before.median > 90, share  # routing off: the primary runs nearly everything
-    assert share.ratio <= 0.5, share
-    assert outcome.facts["server_errors"] == 0
-    assert outcome.passed, outcome.checks
+@pytest.fixture(scope="module")
+def quick_run(workshop_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("workshop")
+    run_scenarios(workshop_stack, list(SCENARIOS), out, rounds=5, quick=True, db=WORKSHOP_DB)
+    return out
 
-    results = json.loads((tmp_path / "results.json").read_text())
-    (saved,) = results["scenarios"]
-    assert saved["scenario"] == "F"
-    assert saved["passed"] is True
-    assert len(saved["comparisons"][0]["before"]["values"]) == 5  # every round kept
-    report = (tmp_path / "report.md").read_text()
-    assert "## F: Reads on the replica" in report
-    assert (tmp_path / "F.png").stat().st_size > 1000
+
+def _outcome(out: Path, scenario: str) -> dict[str, object]:
+    results = json.loads((out / "results.json").read_text())
+    return next(s for s in results["scenarios"] if s["scenario"] == scenario)
+
+
+def _comparison(outcome: dict[str, object], key: str) -> dict[str, object]:
+    comparisons = outcome["comparisons"]
+    assert isinstance(comparisons, list)
+    return next(c for c in comparisons if c["figure"]["key"] == key)
+
+
+def test_every_scenario_ran_and_its_claims_held(quick_run: Path) -> None:
+    results = json.loads((quick_run / "results.json").read_text())
+    assert [s["scenario"] for s in results["scenarios"]] == list(SCENARIOS)
+    for scenario in results["scenarios"]:
+        assert scenario["passed"] is True, scenario["checks"]
+        assert scenario["rounds"] == 5
+        report = (quick_run / "report.md").read_text()
+        assert f"## {scenario['scenario']}: {scenario['title']}" in report
+        assert (quick_run / f"{scenario['scenario']}.png").stat().st_size > 1000
+    assert "load average" in (quick_run / "report.md").read_text()
+
+
+def test_a_the_outbox_keeps_checkout_up_through_a_notification_bug(quick_run: Path) -> None:
+    a = _outcome(quick_run, "A")
+    success = _comparison(a, "success")
+    assert success["before"]["median"] < 100  # the coupled checkout fails with the bug on
+    assert min(success["after"]["values"]) == 100  # the outbox checkout never does
+    facts = a["facts"]
+    assert isinstance(facts, dict)
+    assert facts["outbox_5xx"] == 0
+    assert facts["receipts_delivered"] == facts["orders_paid"] > 0  # each receipt, once
+    assert "Modules are independent" in facts["lint_imports_on_the_coupled_code"]
+
+
+def test_f_reads_on_the_replica_halve_the_primarys_share(quick_run: Path) -> None:
+    f = _outcome(quick_run, "F")
+    share = _comparison(f, "primary_statements")
+    assert share["before"]["median"] > 90  # routing off: the primary runs nearly everything
+    assert share["ratio"] <= 0.5
+    assert len(share["before"]["values"]) == 5  # every round kept
+    facts = f["facts"]
+    assert isinstance(facts, dict)
+    assert facts["server_errors"] == 0

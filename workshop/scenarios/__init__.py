@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workshop.core import Scenario
+from workshop.scenarios.a_coupling import OutboxIsolation
 from workshop.scenarios.f_replica import ReplicaReads
 
-SCENARIOS: dict[str, Scenario] = {s.id: s for s in (ReplicaReads(),)}
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in (OutboxIsolation(), ReplicaReads())}
