@@ -5,6 +5,9 @@ This is the one place that knows every module; the modules know only each other'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 
 from app.modules.analytics import listeners as analytics
@@ -17,8 +20,11 @@ from app.modules.notifications.router import router as notifications_router
 from app.modules.notifications.senders import build_sender
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.modules.payments.router import router as payments_router
+from app.modules.payments.service.cache import CACHE as PRODUCT_CACHE
+from app.modules.payments.service.cache import CHANNEL as PRODUCT_CHANNEL
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
+from app.platform.listen import ChannelListener, asyncpg_dsn
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
@@ -65,6 +71,24 @@ def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTR
     registry.subscribe(
         PaymentFailed, analytics.on_payment_failed, name="analytics.record_failed_checkout"
     )
+
+
+def background_tasks(settings: Settings) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """What each app process runs beside its requests for the modules (cache invalidations)."""
+    PRODUCT_CACHE.enabled = settings.payments_catalog_cache
+    PRODUCT_CACHE.max_entries = settings.payments_catalog_cache_max_entries
+    PRODUCT_CACHE.clear()
+    if not settings.payments_catalog_cache:
+        return []
+    listener = ChannelListener(
+        asyncpg_dsn(str(settings.database_url)),
+        PRODUCT_CHANNEL,
+        on_notify=PRODUCT_CACHE.on_notify,
+        on_connect=PRODUCT_CACHE.clear,
+        label="payments_catalog",
+    )
+    PRODUCT_CACHE.live = listener.connected.is_set
+    return [listener.run]
 
 
 def load_models() -> None:

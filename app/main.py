@@ -36,6 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
             dispatcher = asyncio.create_task(app.state.dispatcher.run(), name="dispatcher")
         switches = faults.start_refresh(settings)
+        module_tasks = [
+            asyncio.create_task(run(), name=f"module-task-{n}")
+            for n, run in enumerate(bootstrap.background_tasks(settings))
+        ]
         tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
         try:
@@ -45,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.dispatcher.stop()
                 await dispatcher
             await faults.stop_refresh(switches)
+            for task in module_tasks:
+                task.cancel()
+            await asyncio.gather(*module_tasks, return_exceptions=True)
             await app.state.db.dispose()
             log.info("shutdown")
 

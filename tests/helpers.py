@@ -60,6 +60,9 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         # Every test client shares one address; tests of the per-address limit lower it.
         "auth_login_failures_per_ip": 10_000,
         "auth_reset_requests_per_ip": 10_000,
+        # Reads go to the database, as the tests of routing and query budgets expect; the
+        # product cache's own tests turn it on.
+        "payments_catalog_cache": False,
         # An N+1 in any test fails it, instead of only counting and warning.
         "db_n_plus_one_strict": True,
         # One process builds hundreds of apps: frozen objects would never be collected.

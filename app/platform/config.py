@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     payments_webhook_secret: SecretStr = SecretStr(DEV_PAYMENTS_WEBHOOK_SECRET)
     payments_webhook_tolerance_seconds: int = Field(default=300, ge=1)
     payments_idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    payments_catalog_cache: bool = Field(
+        default=True, description="product pages cached in each process, invalidated by NOTIFY"
+    )
+    payments_catalog_cache_max_entries: int = Field(default=10_000, ge=1)
 
     # Analytics ingestion limits: a batch over any of them is refused whole with a 422.
     analytics_max_batch_events: int = Field(default=500, ge=1, le=10_000)

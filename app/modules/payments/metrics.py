@@ -9,6 +9,8 @@
   (nothing to change, e.g. an outcome for a payment already settled), ``duplicate`` (an event id
   seen before), ``invalid_signature``, ``stale`` (timestamp outside the tolerance), ``malformed``.
 - ``payments_checkout_duration_seconds``: wall time of a checkout, charge included.
+- ``payments_catalog_cache_total{outcome}``: product-page cache lookups: ``hit``, ``miss``,
+  ``stale_dropped`` (an entry older than the product's last change, dropped and read again).
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ checkout_duration_seconds = histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
+catalog_cache_total = counter(
+    "payments_catalog_cache_total", "Product-page cache lookups by outcome", ["outcome"]
+)
+
 # Every labelled series exists from the start, so rate() and alerts see a zero, not a gap.
 for _outcome in CHECKOUT_OUTCOMES:
     checkouts_total.labels(outcome=_outcome)
 for _outcome in WEBHOOK_OUTCOMES:
     webhooks_total.labels(outcome=_outcome)
+for _outcome in ("hit", "miss", "stale_dropped"):
+    catalog_cache_total.labels(outcome=_outcome)

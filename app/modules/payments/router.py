@@ -101,7 +101,8 @@ async def get_product(
 ) -> ProductOut:
     """One product; an inactive one only for admins."""
     is_admin = principal is not None and principal.has_role("admin")
-    return await service.get_product(session, product_id, include_inactive=is_admin)
+    reader = principal.user_id if principal is not None else None
+    return await service.get_product(session, product_id, include_inactive=is_admin, reader=reader)
 
 
 # --- checkout --------------------------------------------------------------------------------

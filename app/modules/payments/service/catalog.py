@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.payments import repository as repo
@@ -17,6 +18,7 @@ from app.modules.payments.schemas import (
     SearchResult,
 )
 from app.modules.payments.service._common import decode_cursor, encode_cursor
+from app.modules.payments.service.cache import CACHE, CHANNEL
 from app.platform.errors import NotFound
 
 
@@ -40,6 +42,7 @@ async def update_product(
         setattr(product, field, value)
     await session.flush()
     await session.refresh(product, ["updated_at"])
+    await _announce_change(session, product)
     return ProductOut.model_validate(product)
 
 
@@ -50,15 +53,37 @@ async def deactivate_product(session: AsyncSession, product_id: uuid.UUID) -> No
         raise NotFound(f"No product {product_id}")
     product.active = False
     await session.flush()
+    await session.refresh(product, ["updated_at"])
+    await _announce_change(session, product)
+
+
+async def _announce_change(session: AsyncSession, product: Product) -> None:
+    """Tell every process's product cache, when (and only if) this transaction commits."""
+    CACHE.changed(product.id, product.updated_at)
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": f"{product.id} {product.updated_at.isoformat()}"},
+    )
 
 
 async def get_product(
-    session: AsyncSession, product_id: uuid.UUID, *, include_inactive: bool
+    session: AsyncSession,
+    product_id: uuid.UUID,
+    *,
+    include_inactive: bool,
+    reader: uuid.UUID | None = None,
 ) -> ProductOut:
+    """One product; an active one is served from the product cache when it is current."""
+    if not include_inactive and (cached := CACHE.get(product_id, reader)) is not None:
+        return cached
+    version = CACHE.version(product_id)
     product = await repo.get_product(session, product_id)
     if product is None or (not product.active and not include_inactive):
         raise NotFound(f"No product {product_id}")
-    return ProductOut.model_validate(product)
+    out = ProductOut.model_validate(product)
+    if out.active:
+        CACHE.put(out, version, reader)
+    return out
 
 
 async def list_products(
