@@ -102,9 +102,7 @@ async def test_each_database_name_reaches_its_server(bouncer: int) -> None:
             await conn.close()
 
 
-async def test_many_clients_share_a_few_server_connections(
-    bouncer: int, pg_stack: Stack
-) -> None:
+async def test_many_clients_share_a_few_server_connections(bouncer: int, pg_stack: Stack) -> None:
     marker = f"pgbouncer-{uuid.uuid4().hex[:12]}"
     clients = []
     try:
