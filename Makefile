@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor kube-generate kube-render
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module kube-generate kube-render
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ stop: ## stop the local databases
 
 clean: ## stop and delete the local databases
 	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack clean; else $(PYTHON) -m tools.pgstack clean; fi
+
+module: $(STAMP) ## scaffold a new business module: make module NAME=inventory
+	@test -n "$(NAME)" || { echo "usage: make module NAME=<python identifier>"; exit 2; }
+	@$(PY) -m app new-module $(NAME)
 
 lint: $(STAMP) ## ruff, mypy on app/, and the import-linter boundary contracts
 	$(VENV)/bin/ruff check .

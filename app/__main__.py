@@ -176,6 +176,7 @@ def worker(
     import signal
 
     from app import bootstrap
+    from app.platform import faults
     from app.platform.config import get_settings
     from app.platform.events.dispatcher import Dispatcher
     from app.platform.events.policy import DeliveryPolicy
@@ -196,11 +197,13 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, dispatcher.stop)
         beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
+        switches = faults.start_refresh(settings)
         try:
             await dispatcher.run()
         finally:
             if beat is not None:
                 beat.cancel()
+            await faults.stop_refresh(switches)
 
     asyncio.run(main())
 
@@ -296,10 +299,109 @@ def events_resubmit(
     typer.echo(f"resubmitted {count} deliver{'y' if count == 1 else 'ies'}")
 
 
+fault_app = typer.Typer(
+    help="Switch injected faults on and off in every running process (never in production)."
+)
+app.add_typer(fault_app, name="fault")
+
+
+def _faults_catalog() -> Any:
+    """The declared faults: importing every module's code declares them."""
+    from app import bootstrap
+    from app.platform import faults
+    from app.platform.config import get_settings
+
+    try:
+        faults.check_allowed(get_settings().env)
+    except faults.FaultsRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    bootstrap.load_models()  # importing the composition root imported every module's faults
+    return faults
+
+
+@fault_app.command("list")
+def fault_list() -> None:
+    """Every declared fault, with the ratio it is switched on at (0: off)."""
+    faults = _faults_catalog()
+    state = _run_on_primary(faults.read)
+    for name, fault in faults.catalog().items():
+        typer.echo(f"{name:40} {state.get(name, 0.0):>5.2f}  {fault.description}")
+
+
+@fault_app.command("on")
+def fault_on(
+    name: Annotated[str, typer.Argument(help="a declared fault (python -m app fault list)")],
+    ratio: Annotated[
+        float, typer.Option(min=0.0001, max=1.0, help="share of calls or keys it hits")
+    ] = 1.0,
+) -> None:
+    """Switch a fault on; every app and worker process picks it up within a refresh."""
+    faults = _faults_catalog()
+    try:
+        _run_on_primary(lambda conn: faults.switch_on(conn, name, ratio))
+    except faults.FaultsRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{name} on at ratio {ratio:g}")
+
+
+@fault_app.command("off")
+def fault_off(
+    name: Annotated[str | None, typer.Argument(help="the fault; none: every fault")] = None,
+) -> None:
+    """Switch a fault off, or all of them."""
+    faults = _faults_catalog()
+    count = _run_on_primary(lambda conn: faults.switch_off(conn, name))
+    typer.echo(f"switched off {count} fault{'' if count == 1 else 's'}")
+
+
 def dataclasses_asdict(value: Any) -> dict[str, Any]:
     import dataclasses
 
     return dataclasses.asdict(value)
+
+
+@app.command("new-module")
+def new_module(
+    name: Annotated[str, typer.Argument(help="the module's name, a Python identifier")],
+) -> None:
+    """Scaffold a business module: its rooms, contracts, wiring, migration, test and guide."""
+    from pathlib import Path
+
+    from tools import scaffold
+
+    try:
+        written = scaffold.create(Path.cwd(), name)
+    except scaffold.ScaffoldRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for path in written:
+        typer.echo(f"  {path.relative_to(Path.cwd())}")
+    typer.echo(f"module {name} is ready: make test")
+
+
+@app.command()
+def architecture(
+    check: Annotated[
+        bool, typer.Option(help="exit 1 when docs/architecture.md differs from a fresh diagram")
+    ] = False,
+) -> None:
+    """Write the module diagram (docs/architecture.md) from the import graph and the listeners."""
+    from app import architecture as diagram
+
+    fresh = diagram.render(diagram.collect())
+    if check:
+        current = diagram.DIAGRAM.read_text() if diagram.DIAGRAM.exists() else ""
+        if current != fresh:
+            typer.echo(
+                f"{diagram.DIAGRAM} is out of date: run python -m app architecture", err=True
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{diagram.DIAGRAM} is up to date")
+        return
+    diagram.DIAGRAM.write_text(fresh)
+    typer.echo(f"wrote {diagram.DIAGRAM}")
 
 
 @app.command()

@@ -75,4 +75,5 @@ def load_models() -> None:
     import app.modules.payments.models
     import app.platform.db.base
     import app.platform.events.models
+    import app.platform.faults
     import app.platform.ratelimit  # noqa: F401

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import bootstrap
-from app.platform import health
+from app.platform import faults, health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
 from app.platform.errors import install_error_handlers
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.events_dispatcher_enabled:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
             dispatcher = asyncio.create_task(app.state.dispatcher.run(), name="dispatcher")
+        switches = faults.start_refresh(settings)
         tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
         try:
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if dispatcher is not None:
                 app.state.dispatcher.stop()
                 await dispatcher
+            await faults.stop_refresh(switches)
             await app.state.db.dispose()
             log.info("shutdown")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -43,13 +44,35 @@ def test_contracts_hold_on_the_real_tree() -> None:
     assert "0 broken" in result.stdout
 
 
+def test_every_planted_file_is_one_the_app_imports() -> None:
+    # A violation planted in a file Python never imports (a module.py shadowed by a module/
+    # package, say) would prove nothing: each is the file its module name resolves to.
+    for planted in PLANTED_IN:
+        name = planted.removesuffix(".py").replace("/", ".")
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, planted
+        assert spec.origin == str(ROOT / planted), planted
+
+
+PLANTED_IN = (
+    "app/modules/auth/service.py",
+    "app/modules/payments/service/checkout.py",
+    "app/modules/payments/repository.py",
+    "app/platform/errors.py",
+    "app/platform/db/base.py",
+    "app/seed/tables.py",
+)
+
+
 def test_importing_another_modules_service_breaks_independence(tree: Path) -> None:
-    _plant(tree / "app/modules/payments/service.py", "VALUE = 1")
-    _plant(tree / "app/modules/auth/service.py", "from app.modules.payments import service  # noqa")
+    _plant(
+        tree / "app/modules/auth/service.py",
+        "from app.modules.payments.service import checkout  # noqa",
+    )
     result = _lint(tree)
     assert result.returncode != 0
     assert "Modules are independent; only interface.py crosses a boundary BROKEN" in result.stdout
-    assert "app.modules.auth.service -> app.modules.payments.service" in result.stdout
+    assert "app.modules.auth.service -> app.modules.payments.service.checkout" in result.stdout
 
 
 def test_importing_another_modules_interface_is_allowed(tree: Path) -> None:
@@ -61,15 +84,49 @@ def test_importing_another_modules_interface_is_allowed(tree: Path) -> None:
 
 
 def test_fastapi_in_a_service_breaks_the_forbidden_contract(tree: Path) -> None:
-    _plant(tree / "app/modules/payments/service.py", "import fastapi  # noqa")
+    _plant(tree / "app/modules/payments/service/checkout.py", "import fastapi  # noqa")
     result = _lint(tree)
     assert result.returncode != 0
     assert "Domain code does not know the web framework BROKEN" in result.stdout
-    assert "app.modules.payments.service -> fastapi" in result.stdout
+    assert "app.modules.payments.service.checkout -> fastapi" in result.stdout
+
+
+def test_a_repository_importing_its_router_breaks_the_layers(tree: Path) -> None:
+    _plant(
+        tree / "app/modules/payments/repository.py",
+        "from app.modules.payments import router  # noqa",
+    )
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "Layers inside each module BROKEN" in result.stdout
+    assert "app.modules.payments.repository -> app.modules.payments.router" in result.stdout
 
 
 def test_platform_importing_a_module_breaks_the_tiers(tree: Path) -> None:
     _plant(tree / "app/platform/errors.py", "from app.modules.auth import interface  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "Tiers: composition root above modules above platform BROKEN" in result.stdout
+
+
+def test_a_cycle_between_platform_parts_breaks_the_acyclic_contract(tree: Path) -> None:
+    # The events package stands on db; db importing events closes a cycle.
+    _plant(tree / "app/platform/db/base.py", "import app.platform.events.outbox  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The platform's parts do not import each other in cycles BROKEN" in result.stdout
+
+
+def test_the_seed_calling_a_service_breaks_the_seed_contract(tree: Path) -> None:
+    _plant(tree / "app/seed/tables.py", "from app.modules.auth import service  # noqa")
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "The seed writes tables and calls no module's code BROKEN" in result.stdout
+    assert "app.seed.tables -> app.modules.auth.service" in result.stdout
+
+
+def test_a_module_importing_the_seed_breaks_the_tiers(tree: Path) -> None:
+    _plant(tree / "app/modules/auth/service.py", "from app.seed import world  # noqa")
     result = _lint(tree)
     assert result.returncode != 0
     assert "Tiers: composition root above modules above platform BROKEN" in result.stdout

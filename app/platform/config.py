@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Environment = Literal["development", "test", "staging", "production"]
+Environment = Literal["development", "test", "workshop", "staging", "production"]
 
 # Defaults that make a fresh clone run; refused outside development and test.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-before-deploying-0123456789abcdef"  # noqa: S105
@@ -149,9 +149,13 @@ class Settings(BaseSettings):
     analytics_report_max_concurrency: int = Field(default=2, ge=1)
     analytics_report_max_range_days: int = Field(default=92, ge=1)
 
+    # Faults (app/platform/faults.py): how often each process reads the switches.
+    faults_refresh_seconds: float = Field(default=1.0, gt=0)
+
     @property
     def is_dev(self) -> bool:
-        return self.env in ("development", "test")
+        """Development, test or a workshop's local stack: dev secrets and faults allowed."""
+        return self.env in ("development", "test", "workshop")
 
     @property
     def json_logs(self) -> bool:

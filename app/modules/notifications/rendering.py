@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from app.modules.notifications.interface import ContextValue, TemplateName
+from app.platform import faults
+
+# The workshop's "bug in the notification logic": the receipt template fails to render.
+RECEIPT_RENDER_FAILS = faults.declare(
+    "notifications.receipt_render_fails",
+    "rendering the order receipt raises, as a bug in the notification logic would",
+)
 
 # Optional emails a user may turn off, by category. Templates without a category (account
 # and security mail, receipts) are always sent.
@@ -58,6 +65,8 @@ class Renderer:
     def render(self, template: str, context: Mapping[str, ContextValue]) -> Rendered:
         if template not in CATALOG:
             raise KeyError(f"no notification template {template!r}")
+        if template == "order_receipt" and RECEIPT_RENDER_FAILS.hits():
+            raise RuntimeError("injected fault: notifications.receipt_render_fails")
         values = dict(context)
         subject = self.env.get_template(f"{template}/subject.txt").render(values)
         return Rendered(
