@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -94,3 +94,9 @@ bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentat
 
 bench-http-instructions: $(STAMP) ## the same variants' CPU instructions a request, under valgrind (~5 min)
 	$(PY) -m bench.http_instructions $(BENCH_ARGS)
+
+kube-generate: $(STAMP) ## rewrite the Kubernetes PrometheusRule and dashboard ConfigMaps from prometheus/rules/ and grafana/dashboards/
+	$(PY) -m tools.k8s_monitoring
+
+kube-render: $(STAMP) ## print an overlay's manifests (OVERLAY=dev|production), with the locked kubectl's kustomize
+	@$(VENV)/bin/kubectl kustomize deploy/k8s/overlays/$(or $(OVERLAY),production)

@@ -10,13 +10,14 @@ set -Eeuo pipefail
 : "${REPLICATION_USER:=replicator}"
 : "${REPLICATION_PASSWORD:=replicator}"
 : "${REPLICATION_SLOT:=replica1}"
+# One physical slot per replica (space-separated); the first replica's alone by default.
+: "${REPLICATION_SLOTS:=$REPLICATION_SLOT}"
 : "${EXPORTER_USER:=exporter}"
 : "${EXPORTER_PASSWORD:=exporter}"
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -v app_user="$APP_DB_USER" -v app_password="$APP_DB_PASSWORD" -v app_db="$APP_DB_NAME" \
     -v repl_user="$REPLICATION_USER" -v repl_password="$REPLICATION_PASSWORD" \
-    -v slot="$REPLICATION_SLOT" \
     -v exporter_user="$EXPORTER_USER" -v exporter_password="$EXPORTER_PASSWORD" <<'SQL'
 -- CREATEDB, not superuser: the app owns its database and nothing else.
 CREATE ROLE :"app_user" LOGIN PASSWORD :'app_password' CREATEDB;
@@ -26,14 +27,19 @@ GRANT pg_monitor TO :"app_user";
 
 -- A role that can only stream WAL, so the replica never holds the superuser's password.
 CREATE ROLE :"repl_user" WITH REPLICATION LOGIN PASSWORD :'repl_password';
--- A slot keeps the WAL the replica still needs across its restarts (bounded by
--- max_slot_wal_keep_size in the compose command, so a dead replica cannot fill the disk).
-SELECT pg_create_physical_replication_slot(:'slot');
 
 -- postgres-exporter reads statistics only.
 CREATE ROLE :"exporter_user" LOGIN PASSWORD :'exporter_password';
 GRANT pg_monitor TO :"exporter_user";
 SQL
+
+# A slot per replica keeps the WAL it still needs across its restarts (bounded by
+# max_slot_wal_keep_size in the compose command, so a dead replica cannot fill the disk).
+for slot in $REPLICATION_SLOTS; do
+    # On standard input, not -c: psql substitutes :'slot' only in what it reads as a script.
+    echo "SELECT pg_create_physical_replication_slot(:'slot');" |
+        psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres -v slot="$slot"
+done
 
 for db in "$APP_DB_NAME" postgres; do
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" \

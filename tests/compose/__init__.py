@@ -1,0 +1,1 @@
+"""docker-compose.yml and the files it mounts, checked against each other without Docker."""
