@@ -200,14 +200,14 @@ async def test_list_and_search_read_from_the_replica(
     term = word()
     pg_stack.replica.psql("SELECT pg_wal_replay_pause()")
     try:
-        product = await make_product(f"{term} chair", currency="XRP")  # committed on the primary
+        product = await make_product(f"{term} chair", currency="MNT")  # committed on the primary
         # The writer's client carries the consistency token: it reads its own write.
         own = await client.get(f"/v1/products/{product['id']}")
         assert own.status_code == 200
         # Anyone else reads the replica, which has not replayed the insert.
         client.cookies.clear()
 
-        listed = await client.get("/v1/products", params={"currency": "XRP", "limit": 100})
+        listed = await client.get("/v1/products", params={"currency": "MNT", "limit": 100})
         searched = await client.get("/v1/products/search", params={"q": term})
         one = await client.get(f"/v1/products/{product['id']}")
         assert product["id"] not in [p["id"] for p in listed.json()["items"]]
@@ -217,7 +217,7 @@ async def test_list_and_search_read_from_the_replica(
         pg_stack.replica.psql("SELECT pg_wal_replay_resume()")
 
     async def visible() -> bool:
-        listed = await client.get("/v1/products", params={"currency": "XRP", "limit": 100})
+        listed = await client.get("/v1/products", params={"currency": "MNT", "limit": 100})
         searched = await client.get("/v1/products/search", params={"q": term})
         return product["id"] in [p["id"] for p in listed.json()["items"]] and bool(
             searched.json()["items"]
