@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -244,13 +245,18 @@ _HTTP_SLUGS = {
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
+    """The methods of the resource at this path (Starlette names only the first route's).
+
+    As in OpenAPI, a concrete path beats a templated one: ``/v1/products/search`` is its own
+    resource (GET), not ``/v1/products/{product_id}`` with a malformed id.
+    """
+    by_params: dict[int, set[str]] = {}
+    for route in iter_route_contexts(request.app.router.routes):
         match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+        if match is not Match.NONE and route.methods:
+            params = (route.path_format or "").count("{")
+            by_params.setdefault(params, set()).update(route.methods)
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
 
 
 # FastAPI's answer to a body it could not decode (bad UTF-8, an unreadable stream).

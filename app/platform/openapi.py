@@ -27,7 +27,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Header
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from app.platform.errors import PROBLEM_CONTENT_TYPE
 
@@ -102,7 +102,7 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependants(sub)
 
 
-def route_problems(route: APIRoute) -> tuple[set[int], Security | None]:
+def route_problems(route: APIRoute | RouteContext) -> tuple[set[int], Security | None]:
     """The problem statuses ``route`` can answer and the access it needs, from what it uses."""
     statuses = {422}
     security: Security | None = None
@@ -142,7 +142,9 @@ def _require_marked_headers(operation: dict[str, Any]) -> None:
             schema.update(variants[0] if variants else {"type": "string"})
 
 
-def _rewrite_operation(operation: dict[str, Any], route: APIRoute, schemes: list[str]) -> None:
+def _rewrite_operation(
+    operation: dict[str, Any], route: APIRoute | RouteContext, schemes: list[str]
+) -> None:
     statuses, security = route_problems(route)
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status in sorted(statuses):
@@ -168,8 +170,8 @@ def contract_openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = document.setdefault("components", {})
     schemes = list(components.get("securitySchemes", {}))
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
         for method in route.methods or ():
             operation = document["paths"].get(route.path_format, {}).get(method.lower())

@@ -43,11 +43,13 @@ class Tally:
 
     operations: set[str] = field(default_factory=set)
     cases: int = 0
+    by_phase: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, recorder: Any) -> None:
+    def add(self, phase: str, recorder: Any) -> None:
         self.cases += len(recorder.cases)
+        self.by_phase[phase] += len(recorder.cases)
         for node in recorder.cases.values():
             self.operations.add(node.value.operation.label)
         for checks in recorder.checks.values():
@@ -80,7 +82,7 @@ def _run(app: Any, headers: dict[str, str]) -> Tally:
     tally = Tally()
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
-            tally.add(event.recorder)
+            tally.add(str(event.phase.value), event.recorder)
         elif isinstance(event, events.FatalError):
             raise event.exception
     return tally
@@ -89,9 +91,9 @@ def _run(app: Any, headers: dict[str, str]) -> Tally:
 def _user(stack: Stack, role: str) -> uuid.UUID:
     """A verified account of ``role`` (tokens are checked against real accounts)."""
     user_id = uuid.uuid4()
+    values = f"('{user_id}', 'contract-{user_id.hex[:12]}@example.com', 'x', '{role}', now())"
     sql = (
-        "INSERT INTO auth_user (id, email, password_hash, role, email_verified_at) VALUES "
-        f"('{user_id}', 'contract-{user_id.hex[:12]}@example.com', 'x', '{role}', now())"  # noqa: S608 - a uuid and a role literal
+        f"INSERT INTO auth_user (id, email, password_hash, role, email_verified_at) VALUES {values}"  # noqa: S608, E501 - a uuid and a role literal
     )
     stack.primary.psql(sql, db=CONTRACT_DB)
     return user_id
@@ -105,8 +107,7 @@ def tokens(settings: Settings, contract_db: Stack) -> dict[str, dict[str, str]]:
         "anonymous": {},
         "member": {"Authorization": "Bearer " + create_access_token(settings, member, ["member"])},
         "admin": {
-            "Authorization": "Bearer "
-            + create_access_token(settings, admin, ["member", "admin"])
+            "Authorization": "Bearer " + create_access_token(settings, admin, ["member", "admin"])
         },
     }
 
@@ -115,19 +116,24 @@ def test_the_server_keeps_its_openapi_contract(
     settings: Settings, tokens: dict[str, dict[str, str]]
 ) -> None:
     app = create_app(settings)
+    operations = sum(
+        1
+        for item in app.openapi()["paths"].values()
+        for method in item
+        if method in {"get", "put", "post", "delete", "patch"}
+    )
     started = time.monotonic()
-    report: dict[str, Tally] = {}
-    for who, headers in tokens.items():
-        report[who] = _run(app, headers)
+    report = {who: _run(app, headers) for who, headers in tokens.items()}
     elapsed = time.monotonic() - started
-    lines = [
-        f"{who}: {len(t.operations)} operations, {t.cases} cases, failures "
-        f"{dict(t.failures) or 0}"
+    lines = [f"schemathesis: {operations} operations, {elapsed:.0f} s"] + [
+        f"  {who}: {len(t.operations)} operations, {t.cases} cases {dict(t.by_phase)}, "
+        f"failures {dict(t.failures) or 0}"
         for who, t in report.items()
     ]
-    print("\n".join([f"schemathesis: {elapsed:.0f}s", *lines]))
     for who, t in report.items():
         for check, examples in t.examples.items():
-            print(f"--- {who} {check}")
-            print("\n".join(examples))
+            lines += [f"  --- {who}, {check}:", *(f"    {e}" for e in examples)]
+    print("\n".join(lines))
     assert all(not t.failures for t in report.values()), "\n".join(lines)
+    assert all(len(t.operations) == operations for t in report.values()), "\n".join(lines)
+    assert all(t.by_phase["stateful"] > 0 for t in report.values()), "\n".join(lines)
