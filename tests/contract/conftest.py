@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from app.platform.config import Settings
 from app.platform.db.migrations import alembic_config
+from app.platform.security import create_access_token
 from tests.helpers import make_settings, replica_catch_up
 from tools.pgstack import Stack
 
@@ -34,3 +37,28 @@ def settings(contract_db: Stack) -> Settings:
         # The dispatcher would deliver the run's events to listeners: not what is under test.
         events_dispatcher_enabled=False,
     )
+
+
+def make_account(stack: Stack, role: str) -> uuid.UUID:
+    """A verified account of ``role`` in the contract database (tokens name real accounts)."""
+    user_id = uuid.uuid4()
+    values = f"('{user_id}', 'contract-{user_id.hex[:12]}@example.com', 'x', '{role}', now())"
+    columns = "id, email, password_hash, role, email_verified_at"
+    stack.primary.psql(f"INSERT INTO auth_user ({columns}) VALUES {values}", db=CONTRACT_DB)  # noqa: S608 - a uuid and a role literal
+    return user_id
+
+
+def bearer(settings: Settings, stack: Stack, role: str) -> dict[str, str]:
+    roles = ["member", "admin"] if role == "admin" else ["member"]
+    token = create_access_token(settings, make_account(stack, role), roles)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin(settings: Settings, contract_db: Stack) -> dict[str, str]:
+    return bearer(settings, contract_db, "admin")
+
+
+@pytest.fixture
+def member(settings: Settings, contract_db: Stack) -> dict[str, str]:
+    return bearer(settings, contract_db, "member")

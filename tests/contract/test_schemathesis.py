@@ -9,7 +9,6 @@ and a bounded number of examples. Any server error or any answer the document do
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,7 @@ from schemathesis.engine import events, from_schema
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.security import create_access_token
-from tests.contract.conftest import CONTRACT_DB
+from tests.contract.conftest import bearer
 from tools.pgstack import Stack
 
 SEED = 20261201
@@ -88,27 +86,12 @@ def _run(app: Any, headers: dict[str, str]) -> Tally:
     return tally
 
 
-def _user(stack: Stack, role: str) -> uuid.UUID:
-    """A verified account of ``role`` (tokens are checked against real accounts)."""
-    user_id = uuid.uuid4()
-    values = f"('{user_id}', 'contract-{user_id.hex[:12]}@example.com', 'x', '{role}', now())"
-    sql = (
-        f"INSERT INTO auth_user (id, email, password_hash, role, email_verified_at) VALUES {values}"  # noqa: S608, E501 - a uuid and a role literal
-    )
-    stack.primary.psql(sql, db=CONTRACT_DB)
-    return user_id
-
-
 @pytest.fixture
 def tokens(settings: Settings, contract_db: Stack) -> dict[str, dict[str, str]]:
-    admin = _user(contract_db, "admin")
-    member = _user(contract_db, "member")
     return {
         "anonymous": {},
-        "member": {"Authorization": "Bearer " + create_access_token(settings, member, ["member"])},
-        "admin": {
-            "Authorization": "Bearer " + create_access_token(settings, admin, ["member", "admin"])
-        },
+        "member": bearer(settings, contract_db, "member"),
+        "admin": bearer(settings, contract_db, "admin"),
     }
 
 

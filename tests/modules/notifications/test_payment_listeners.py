@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
-from app.platform.money import format_money
 from app.modules.notifications.senders import MEMORY_SENDER, Email
 from app.platform.config import Settings
+from app.platform.money import format_money
 from app.platform.security import create_access_token
 from tests.helpers import make_settings, wait_for
 from tools.pgstack import Stack
