@@ -154,9 +154,7 @@ async def test_the_largest_bigint_filter_is_served(client: httpx.AsyncClient) ->
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize(
-    "value", ['{"v": 100000000000000000000}', '{"v": NaN}', '{"v": -Infinity}']
-)
+@pytest.mark.parametrize("value", ['{"v": NaN}', '{"v": -Infinity}'])
 async def test_unstorable_numbers_in_free_form_properties_are_refused(
     client: httpx.AsyncClient, value: str
 ) -> None:
@@ -167,7 +165,8 @@ async def test_unstorable_numbers_in_free_form_properties_are_refused(
     response = await client.post(
         "/v1/analytics/events", content=body, headers={"content-type": "application/json"}
     )
-    assert_refused(response, "body")
+    assert response.status_code == 422, response.text  # jsonb has no NaN
+    assert response.headers["content-type"] == PROBLEM
 
 
 async def test_a_moment_outside_utc_is_refused(

@@ -15,6 +15,8 @@ Interval = Literal["hour", "day", "week"]
 
 class _EventBase(RequestBody):
     model_config = ConfigDict(frozen=True)
+    # The service checks properties itself and names the event's index (ingestion.py).
+    check_storable = False
 
     # When it happened on the client; the server's receive time when omitted.
     occurred_at: Moment | None = None
@@ -60,6 +62,9 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 class EventBatch(RequestBody):
     """A batch of events from one client. Each event is validated by the service, so that every
     bad event of the batch is reported by its index, and the batch is refused as a whole."""
+
+    # The service checks each event's properties (sizes, depth, finite numbers) by index.
+    check_storable = False
 
     anonymous_id: str | None = Field(
         default=None,

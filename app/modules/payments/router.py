@@ -139,7 +139,7 @@ async def checkout(
     )
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
     if result.status >= 400:
-        # Stored without a request (a replay answers the same): this request's id goes on it.
+        # A stored answer from before problems named their request gets this request's id.
         content = with_request_context(result.body, request)
         return Response(content, result.status, headers, media_type=PROBLEM_CONTENT_TYPE)
     return Response(result.body, result.status, headers, media_type="application/json")
