@@ -92,3 +92,34 @@ def test_security_matches_who_may_call(document: dict[str, Any]) -> None:
     assert paths["/v1/products"]["post"]["security"] == bearer
     assert "security" not in paths["/v1/products/search"]["get"]
     assert "security" not in paths["/v1/auth/login"]["post"]
+
+
+def _integers(schema: Any, components: dict[str, Any], where: str) -> Iterator[tuple[str, Any]]:
+    """Every integer schema reachable from ``schema`` (through $refs), with where it is."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            yield from _integers(components[name], components, f"{where}->{name}")
+            return
+        if schema.get("type") == "integer":
+            yield where, schema
+        for key, value in schema.items():
+            yield from _integers(value, components, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            yield from _integers(value, components, f"{where}[{index}]")
+
+
+def test_every_integer_a_client_sends_is_bounded_by_a_bigint(document: dict[str, Any]) -> None:
+    components = document["components"]["schemas"]
+    found = []
+    for path, method, operation in operations(document):
+        inputs = [p["schema"] for p in operation.get("parameters", ())]
+        body = operation.get("requestBody", {}).get("content", {})
+        inputs += [media["schema"] for media in body.values()]
+        for schema in inputs:
+            found += list(_integers(schema, components, f"{method} {path}"))
+    assert len(found) > 10  # limits, prices, quantities, amounts, positions...
+    for where, schema in found:
+        assert -(2**63) <= schema.get("minimum", -(2**64)) <= schema.get("maximum", 2**64), where
+        assert schema.get("maximum", 2**64) <= 2**63 - 1, where
