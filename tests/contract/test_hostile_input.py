@@ -210,7 +210,7 @@ async def test_a_quantity_is_an_integer(
 
 
 async def test_preferences_are_booleans(client: httpx.AsyncClient, member: dict[str, str]) -> None:
-    body = {"email": {"order_updates": 1}}
+    body = {"email": {"product_updates": 1}}  # a real category, a number for a flag
     response = await client.put("/v1/notifications/preferences", json=body, headers=member)
     assert_refused(response, "body", "email")
 
