@@ -17,6 +17,7 @@ from app.platform.events.dispatcher import Dispatcher
 from app.platform.middleware import PlatformMiddleware
 from app.platform.observability import endpoint as metrics_endpoint
 from app.platform.observability.logging import configure_logging, get_logger
+from app.platform.openapi import install_openapi
 from app.platform.process import tune_garbage_collector
 
 log = get_logger("app")
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     bootstrap.mount_modules(app)
+    install_openapi(app)
     return app

@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "/problems/"
@@ -108,6 +110,50 @@ class GatewayTimeout(AppError):
     status, slug, title = 504, "timeout", "The operation timed out"
 
 
+class ProblemRaised(StarletteHTTPException):
+    """An ``AppError`` raised where only an HTTP exception gets through untouched: inside a body
+    read, where FastAPI turns any other exception into a generic 400."""
+
+    def __init__(self, error: AppError) -> None:
+        super().__init__(error.status, detail=error.detail, headers=error.headers)
+        self.error = error
+
+
+NUL_REFUSED = "string_nul"
+
+
+def nul_refused(where: Sequence[str]) -> ValidationFailed:
+    """The problem for a NUL character in ``where`` (``["query", "q"]``, ``["body"]``)."""
+    loc = [str(part) for part in where]
+    return ValidationFailed(
+        "1 invalid field(s)",
+        errors=[
+            {
+                "loc": loc,
+                "field": ".".join(loc[1:]) or None,
+                "msg": "NUL characters (\\u0000) are not accepted",
+                "type": NUL_REFUSED,
+            }
+        ],
+    )
+
+
+def with_request_context(body: bytes, request: Request) -> bytes:
+    """A problem body rendered without the request (a stored idempotent answer, say), given the
+    current request's ``instance`` and ``request_id`` where it has none."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(problem, dict):
+        return body
+    problem.setdefault("instance", request.url.path)
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        problem.setdefault("request_id", request_id)
+    return json.dumps(problem, default=str, separators=(",", ":")).encode()
+
+
 def problem_response(
     request: Request | None,
     *,
@@ -198,8 +244,34 @@ _HTTP_SLUGS = {
 }
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods of the resource at this path (Starlette names only the first route's).
+
+    As in OpenAPI, a concrete path beats a templated one: ``/v1/products/search`` is its own
+    resource (GET), not ``/v1/products/{product_id}`` with a malformed id.
+    """
+    by_params: dict[int, set[str]] = {}
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and route.methods:
+            params = (route.path_format or "").count("{")
+            by_params.setdefault(params, set()).update(route.methods)
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
+# FastAPI's answer to a body it could not decode (bad UTF-8, an unreadable stream).
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ProblemRaised):
+        return _app_error(request, exc.error)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+        return _app_error(request, MalformedBody("The body is not valid JSON"))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     known = _HTTP_SLUGS.get(exc.status_code)
     try:
         phrase = HTTPStatus(exc.status_code).phrase
@@ -211,7 +283,7 @@ def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and detail == NotFound.title:
         detail = f"No route matches {request.method} {request.url.path}"
     return problem_response(
-        request, status=exc.status_code, slug=slug, title=title, detail=detail, headers=exc.headers
+        request, status=exc.status_code, slug=slug, title=title, detail=detail, headers=headers
     )
 
 

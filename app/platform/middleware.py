@@ -10,8 +10,11 @@ Per HTTP request, in this order:
    resolved before the app runs, so a 401, 413 or 500 produced on the way still carries its
    module and route template; the observation scope that SQL instrumentation and the N+1
    detector read is opened.
-3. **Body limit.** A declared ``Content-Length`` over the limit is answered 413 at once; a body
-   that streams past it fails the read inside the route with 413.
+3. **Body limit and NUL characters.** A declared ``Content-Length`` over the limit is answered
+   413 at once; a body that streams past it fails the read inside the route with 413. A NUL
+   character (PostgreSQL text cannot hold one) in the path, the query string or a header value
+   is answered 422 at once; in the body (raw, or JSON's ``\\u0000`` escape) it fails the read
+   inside the route with 422. One rule here instead of one check per field.
 4. **The app.** An unhandled exception becomes a 500 problem carrying the request id, its
    traceback logged once with that id (mid-response, the connection can only be dropped).
 5. **Response.** ``http.response.start`` gets the request id and, when the session dependency
@@ -35,6 +38,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Awaitable
 from time import perf_counter
+from urllib.parse import parse_qsl
 
 import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,7 +46,13 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER
-from app.platform.errors import AppError, PayloadTooLarge, problem_response
+from app.platform.errors import (
+    AppError,
+    PayloadTooLarge,
+    ProblemRaised,
+    nul_refused,
+    problem_response,
+)
 from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
 from app.platform.observability.http import RouteResolver, final_status, log_access
 from app.platform.observability.http_series import DURATION_BOUNDS
@@ -54,6 +64,46 @@ _REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
 _TOKEN_HEADER_RAW = TOKEN_HEADER.encode()
 _CONTENT_LENGTH_RAW = b"content-length"
 _OWN_HEADERS = frozenset((_REQUEST_ID_RAW, _TOKEN_HEADER_RAW))
+_NUL, _ESCAPED_NUL, _BACKSLASH = b"\x00", b"\\u0000", 0x5C
+
+
+def _nul_in_body(data: bytes) -> bool:
+    """Whether ``data`` holds a NUL byte or a JSON ``\\u0000`` escape (an odd run of
+    backslashes before ``u0000``: ``\\\\u0000`` is a backslash and the text ``u0000``)."""
+    if _NUL in data:
+        return True
+    at = data.find(_ESCAPED_NUL)
+    while at != -1:
+        start = at
+        while start > 0 and data[start - 1] == _BACKSLASH:
+            start -= 1
+        if (at - start) % 2 == 0:
+            return True
+        at = data.find(_ESCAPED_NUL, at + 1)
+    return False
+
+
+def _carry(data: bytes) -> bytes:
+    """The end of ``data`` an escape split across two body chunks could start in: the last five
+    bytes and the whole run of backslashes before them."""
+    start = max(0, len(data) - len(_ESCAPED_NUL) + 1)
+    while start > 0 and data[start - 1] == _BACKSLASH:
+        start -= 1
+    return data[start:]
+
+
+def _nul_location(scope: Scope) -> list[str] | None:
+    """Where the request line or headers hold a NUL character, or None (the usual case)."""
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or _NUL in query:
+        names = [n for n, v in parse_qsl(query.decode("latin-1"), True) if "\x00" in n + v]
+        return ["query", names[0] if names else ""]
+    if "\x00" in scope["path"]:
+        return ["path"]
+    for name, value in scope["headers"]:
+        if _NUL in value:
+            return ["header", name.decode("latin-1")]
+    return None
 
 
 class _Exchange(ObservationScope):
@@ -64,6 +114,7 @@ class _Exchange(ObservationScope):
     __slots__ = (
         "_receive",
         "_send",
+        "carried",
         "complete",
         "cookie",
         "disconnected",
@@ -92,6 +143,7 @@ class _Exchange(ObservationScope):
         self._receive, self._send = receive, send
         self.status = self.received = 0
         self.complete = self.disconnected = False
+        self.carried = b""
 
     def send(self, message: Message) -> Awaitable[None]:
         # Not a coroutine itself: it hands back the server's awaitable, so a response message
@@ -117,10 +169,17 @@ class _Exchange(ObservationScope):
         message = await self._receive()
         kind = message["type"]
         if kind == "http.request":
-            self.received += len(message.get("body", b""))
+            body: bytes = message.get("body", b"")
+            self.received += len(body)
             if self.received > self.limit:
                 # Raised inside the route's body read, so the app's handlers render it.
                 raise StarletteHTTPException(413, detail=_too_large(self.limit))
+            if body:
+                data = self.carried + body if self.carried else body
+                if (_NUL in data or _ESCAPED_NUL in data) and _nul_in_body(data):
+                    raise ProblemRaised(nul_refused(["body"]))
+                if message.get("more_body", False):
+                    self.carried = _carry(data)
         elif kind == "http.disconnect" and not self.complete:
             self.disconnected = True
         return message
@@ -205,9 +264,12 @@ class PlatformMiddleware:
         current = activate(exchange)
         failure: BaseException | None = None
         try:
+            nul = _nul_location(scope)
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                detail = _too_large(self.max_body_bytes)
-                await self._answer(scope, receive, exchange, PayloadTooLarge, detail)
+                error = PayloadTooLarge(_too_large(self.max_body_bytes))
+                await self._answer(scope, receive, exchange, error)
+            elif nul is not None:
+                await self._answer(scope, receive, exchange, nul_refused(nul))
             else:
                 try:
                     await self.app(scope, exchange.receive, exchange.send)
@@ -217,7 +279,7 @@ class PlatformMiddleware:
                     )
                     if exchange.status:
                         raise  # mid-response: the server can only drop the connection
-                    await self._answer(scope, receive, exchange, AppError)
+                    await self._answer(scope, receive, exchange, AppError())
         except BaseException as exc:
             failure = exc
             raise
@@ -251,8 +313,7 @@ class PlatformMiddleware:
         scope: Scope,
         receive: Receive,
         exchange: _Exchange,
-        error: type[AppError],
-        detail: str | None = None,
+        error: AppError,
     ) -> None:
         """Answer with ``error``'s problem (through ``exchange.send``: it gets the request id)."""
         response = problem_response(
@@ -260,8 +321,10 @@ class PlatformMiddleware:
             status=error.status,
             slug=error.slug,
             title=error.title,
-            detail=detail,
+            detail=error.detail,
+            headers=error.headers,
             instance=scope.get("path", ""),
             request_id=exchange.request_id,
+            **error.extensions,
         )
         await response(scope, receive, exchange.send)

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.platform.config import Settings
 from app.platform.errors import Forbidden, Unauthorized
+from app.platform.openapi import declare
 
 ALGORITHM = "HS256"
 ROLE_MEMBER = "member"
@@ -110,6 +111,8 @@ async def _require_principal(
     return principal
 
 
+declare(_optional_principal, 401, security="optional")
+declare(_require_principal, 401, security="required")
 OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
 CurrentPrincipal = Annotated[Principal, Depends(_require_principal)]
 
@@ -123,6 +126,7 @@ def require_role(role: str) -> Callable[[Principal], Coroutine[Any, Any, Princip
         return principal
 
     dependency.__name__ = f"require_role_{role}"
+    declare(dependency, 401, 403, security="required")
     return dependency
 
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
-from pydantic import AwareDatetime
 
 from app.modules.analytics import service
 from app.platform.config import Settings
+from app.platform.schema import Moment
 
 
 def _settings(request: Request) -> Settings:
@@ -36,11 +36,11 @@ class ReportWindow:
 def _window(
     request: Request,
     start: Annotated[
-        AwareDatetime,
+        Moment,
         Query(alias="from", description="inclusive start, RFC 3339 with a time zone"),
     ],
     end: Annotated[
-        AwareDatetime, Query(alias="to", description="exclusive end, RFC 3339 with a time zone")
+        Moment, Query(alias="to", description="exclusive end, RFC 3339 with a time zone")
     ],
 ) -> ReportWindow:
     settings = _settings(request)

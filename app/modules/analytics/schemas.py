@@ -6,16 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from app.platform.schema import Id, Moment, RequestBody
 
 Interval = Literal["hour", "day", "week"]
 
 
-class _EventBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _EventBase(RequestBody):
+    model_config = ConfigDict(frozen=True)
+    # The service checks properties itself and names the event's index (ingestion.py).
+    check_storable = False
 
     # When it happened on the client; the server's receive time when omitted.
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
 
 
 class PageView(_EventBase):
@@ -26,15 +30,15 @@ class PageView(_EventBase):
 
 class Search(_EventBase):
     type: Literal["search"]
-    search_id: uuid.UUID
+    search_id: Id
     query: str = Field(min_length=1)
     result_count: int = Field(ge=0, le=1_000_000_000)
 
 
 class SearchClick(_EventBase):
     type: Literal["search_click"]
-    search_id: uuid.UUID
-    product_id: uuid.UUID
+    search_id: Id
+    product_id: Id
     position: int = Field(ge=1, le=100_000, description="1-based rank of the clicked result")
 
 
@@ -55,11 +59,12 @@ Event = Annotated[
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-class EventBatch(BaseModel):
+class EventBatch(RequestBody):
     """A batch of events from one client. Each event is validated by the service, so that every
     bad event of the batch is reported by its index, and the batch is refused as a whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The service checks each event's properties (sizes, depth, finite numbers) by index.
+    check_storable = False
 
     anonymous_id: str | None = Field(
         default=None,

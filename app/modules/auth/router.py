@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -11,12 +11,21 @@ from app.modules.auth import schemas
 from app.modules.auth.dependencies import Auth, ClientIp
 from app.modules.auth.models import User
 from app.modules.auth.repository import AuthRepository
-from app.modules.auth.service import TokenPair, decode_cursor, encode_cursor
+from app.modules.auth.service import TokenPair
 from app.platform.db import ReadSession
 from app.platform.errors import NotFound
+from app.platform.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
 from app.platform.security import AdminPrincipal, CurrentPrincipal
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+_BAD_TOKEN: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the token is invalid, expired or already used"}
+}
+# Hashing a password waits for a free hashing slot; a full queue answers at once.
+_HASHING: dict[int | str, dict[str, Any]] = {
+    503: {"description": "too many password checks queued (see Retry-After)"}
+}
 
 
 def _user(user: User) -> schemas.UserOut:
@@ -38,7 +47,7 @@ def _pair(pair: TokenPair) -> schemas.TokenPairOut:
     )
 
 
-@router.post("/signup", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/signup", status_code=status.HTTP_202_ACCEPTED, responses=_HASHING)
 async def signup(body: schemas.SignupIn, auth: Auth) -> schemas.SignupOut:
     """Register an account; a verification link goes to the address.
 
@@ -48,7 +57,7 @@ async def signup(body: schemas.SignupIn, auth: Auth) -> schemas.SignupOut:
     return schemas.SignupOut()
 
 
-@router.post("/verify-email")
+@router.post("/verify-email", responses=_BAD_TOKEN)
 async def verify_email(body: schemas.VerifyEmailIn, auth: Auth) -> dict[str, str]:
     """Confirm the address with the token from the verification email (single use, 24 h)."""
     await auth.verify_email(body.token)
@@ -59,7 +68,9 @@ async def verify_email(body: schemas.VerifyEmailIn, auth: Auth) -> dict[str, str
     "/login",
     responses={
         401: {"description": "wrong email or password"},
+        403: {"description": "the address is not verified yet"},
         429: {"description": "too many failures"},
+        **_HASHING,
     },
 )
 async def login(body: schemas.LoginIn, auth: Auth, ip: ClientIp) -> schemas.TokenPairOut:
@@ -67,19 +78,23 @@ async def login(body: schemas.LoginIn, auth: Auth, ip: ClientIp) -> schemas.Toke
     return _pair(await auth.login(body.email, body.password, ip))
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses={401: {"description": "invalid, expired or reused"}})
 async def refresh(body: schemas.RefreshIn, auth: Auth) -> schemas.TokenPairOut:
     """Spend a refresh token for a new pair. Presenting a spent token revokes its whole family."""
     return _pair(await auth.refresh(body.refresh_token))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "invalid refresh token"}},
+)
 async def logout(body: schemas.RefreshIn, auth: Auth) -> None:
     """Revoke the refresh token's family (this sign-in on every device it was rotated to)."""
     await auth.logout(body.refresh_token)
 
 
-@router.get("/me")
+@router.get("/me", responses={404: {"description": "the account no longer exists"}})
 async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserOut:
     """The signed-in user."""
     user = await AuthRepository(session).user_by_id(principal.user_id)
@@ -88,7 +103,11 @@ async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserO
     return _user(user)
 
 
-@router.post("/password-reset/request", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/password-reset/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={429: {"description": "too many requests"}},
+)
 async def request_password_reset(
     body: schemas.ResetRequestIn, auth: Auth, ip: ClientIp
 ) -> schemas.ResetRequestOut:
@@ -97,7 +116,11 @@ async def request_password_reset(
     return schemas.ResetRequestOut()
 
 
-@router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_BAD_TOKEN, **_HASHING},
+)
 async def confirm_password_reset(body: schemas.ResetConfirmIn, auth: Auth) -> None:
     """Set a new password with a reset token; every refresh token of the account is revoked."""
     await auth.confirm_password_reset(body.token, body.new_password)
@@ -108,7 +131,7 @@ async def list_users(
     _: AdminPrincipal,
     session: ReadSession,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> schemas.UserPage:
     """Users, oldest first (admin only); pass ``next_cursor`` back as ``cursor`` for more."""
     users = await AuthRepository(session).list_users(limit + 1, decode_cursor(cursor))
@@ -117,7 +140,9 @@ async def list_users(
     return schemas.UserPage(items=[_user(u) for u in page], next_cursor=next_cursor)
 
 
-@router.put("/users/{user_id}/role")
+@router.put(
+    "/users/{user_id}/role", responses={409: {"description": "admins cannot change their own"}}
+)
 async def change_role(
     user_id: uuid.UUID, body: schemas.RoleIn, admin: AdminPrincipal, auth: Auth
 ) -> schemas.UserOut:

@@ -9,13 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.modules.auth.passwords import MAX_LENGTH
+from app.platform.schema import Page, RequestBody
 
 Password = Field(min_length=1, max_length=MAX_LENGTH)
 OpaqueToken = Field(min_length=16, max_length=200)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Body = RequestBody
 
 
 class SignupIn(_Body):
@@ -73,9 +73,8 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-class UserPage(BaseModel):
-    items: list[UserOut]
-    next_cursor: str | None
+class UserPage(Page[UserOut]):
+    pass
 
 
 class RoleIn(_Body):

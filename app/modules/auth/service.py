@@ -31,7 +31,6 @@ from app.modules.auth.repository import AuthRepository
 from app.platform.config import Settings
 from app.platform.errors import (
     AppError,
-    BadRequest,
     Conflict,
     NotFound,
     Unauthorized,
@@ -326,19 +325,4 @@ class AuthService:
         return user
 
 
-def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        stamp, _, ident = cursor.partition("_")
-        return datetime.fromtimestamp(int(stamp) / 1_000_000, UTC), uuid.UUID(ident)
-    except (ValueError, OverflowError) as exc:
-        raise BadRequest("The cursor is malformed", cursor=cursor) from exc
-
-
-def encode_cursor(created_at: datetime, user_id: uuid.UUID) -> str:
-    micros = int(created_at.timestamp()) * 1_000_000 + created_at.microsecond
-    return f"{micros}_{user_id}"
-
-
-__all__: list[Any] = ["AuthService", "TokenPair", "decode_cursor", "encode_cursor"]
+__all__: list[Any] = ["AuthService", "TokenPair"]

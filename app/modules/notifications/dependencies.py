@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
 
 from app.modules.notifications.service import NotificationService
 from app.platform.db import PrimarySession, ReadSession
-from app.platform.errors import BadRequest
+from app.platform.pagination import MAX_CURSOR_LENGTH, Keyset, decode_cursor
 
 
 def _writer(session: PrimarySession) -> NotificationService:
@@ -27,22 +23,13 @@ WritingService = Annotated[NotificationService, Depends(_writer)]
 ReadingService = Annotated[NotificationService, Depends(_reader)]
 
 
-def encode_cursor(after: tuple[datetime, uuid.UUID]) -> str:
-    raw = f"{after[0].isoformat()}|{after[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _cursor(
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest("The cursor is not one this API returned", reason="cursor") from exc
+    cursor: Annotated[
+        str | None,
+        Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page"),
+    ] = None,
+) -> Keyset | None:
+    return decode_cursor(cursor)
 
 
-InboxCursor = Annotated[tuple[datetime, uuid.UUID] | None, Depends(_cursor)]
+InboxCursor = Annotated[Keyset | None, Depends(_cursor)]

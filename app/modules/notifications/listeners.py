@@ -11,6 +11,7 @@ from app.modules.notifications.senders import EmailSender
 from app.modules.notifications.service import EmailNotSent, NotificationService
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.platform.events import Delivery, Retry
+from app.platform.money import UnknownCurrency, format_money
 
 
 class NotificationListeners:
@@ -111,23 +112,18 @@ class NotificationListeners:
         )
 
 
-# ISO 4217 currencies without minor units; every other one here has two decimals.
-_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
-                           "UGX", "VND", "VUV", "XAF", "XOF", "XPF"})  # fmt: skip
-
-
-def format_money(amount: int, currency: str) -> str:
-    if currency.upper() in _ZERO_DECIMAL:
-        return f"{amount:,} {currency.upper()}"
-    sign = "-" if amount < 0 else ""
-    units, cents = divmod(abs(amount), 100)
-    return f"{sign}{units:,}.{cents:02d} {currency.upper()}"
+def _amount(amount: int, currency: str) -> str:
+    try:
+        return format_money(amount, currency)
+    except UnknownCurrency:
+        # An order from before currencies were checked: still tell the buyer, never crash.
+        return f"{amount} {currency} (minor units)"
 
 
 def _order_context(order_id: uuid.UUID, amount: int, currency: str) -> dict[str, ContextValue]:
     return {
         "order_ref": str(order_id).split("-")[0].upper(),
-        "amount": format_money(amount, currency),
+        "amount": _amount(amount, currency),
     }
 
 

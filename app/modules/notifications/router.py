@@ -11,7 +11,6 @@ from app.modules.notifications.dependencies import (
     InboxCursor,
     ReadingService,
     WritingService,
-    encode_cursor,
 )
 from app.modules.notifications.rendering import OPTIONAL_CATEGORIES
 from app.modules.notifications.schemas import (
@@ -22,6 +21,7 @@ from app.modules.notifications.schemas import (
     PreferencesUpdate,
     ReadAllResult,
 )
+from app.platform.pagination import encode_cursor
 from app.platform.security import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
@@ -39,7 +39,7 @@ async def list_notifications(
     page = await service.inbox(principal.user_id, unread_only=unread, after=after, limit=limit)
     return NotificationPage(
         items=[NotificationOut.model_validate(n) for n in page.items],
-        next_cursor=encode_cursor(page.next_after) if page.next_after else None,
+        next_cursor=encode_cursor(*page.next_after) if page.next_after else None,
         unread_count=page.unread_count,
     )
 

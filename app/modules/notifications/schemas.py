@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.platform.schema import Page, RequestBody
+
 
 class NotificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -19,11 +21,7 @@ class NotificationOut(BaseModel):
     created_at: datetime
 
 
-class NotificationPage(BaseModel):
-    items: list[NotificationOut]
-    next_cursor: str | None = Field(
-        description="pass as ?cursor= for the next page; null on the last page"
-    )
+class NotificationPage(Page[NotificationOut]):
     unread_count: int
 
 
@@ -41,9 +39,7 @@ class PreferencesOut(BaseModel):
     email: list[EmailCategory]
 
 
-class PreferencesUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PreferencesUpdate(RequestBody):
     email: dict[str, bool] = Field(
         description="optional email categories to turn on (true) or off (false)"
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.modules.payments.providers import FakePaymentProvider, PaymentProvider
 from app.modules.payments.service._common import IdempotencyKeyRequired
 from app.platform.config import Settings
 from app.platform.db.session import get_database
+from app.platform.openapi import declare, required_header
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: what clients generate
 
@@ -39,9 +40,9 @@ def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 def idempotency_key(
     key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="a unique key per intended operation (e.g. a UUID); a retry reuses it",
+        required_header(
+            "Idempotency-Key",
+            "a unique key per intended operation (e.g. a UUID); a retry reuses it",
         ),
     ] = None,
 ) -> str:
@@ -54,6 +55,7 @@ def idempotency_key(
     return key
 
 
+declare(idempotency_key, 400)
 Provider = Annotated[PaymentProvider, Depends(get_provider)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.modules.payments import service
 from app.modules.payments.dependencies import AppSettings, IdempotencyKey, Provider, Sessions
 from app.modules.payments.providers.signing import SIGNATURE_HEADER
 from app.modules.payments.schemas import (
     CheckoutRequest,
-    Currency,
     OrderOut,
     OrderPage,
     ProductCreate,
@@ -25,7 +24,9 @@ from app.modules.payments.schemas import (
     WebhookAck,
 )
 from app.platform.db import PrimarySession, ReadSession
-from app.platform.errors import PROBLEM_CONTENT_TYPE
+from app.platform.errors import PROBLEM_CONTENT_TYPE, with_request_context
+from app.platform.openapi import required_header
+from app.platform.schema import INT64_MAX, Currency
 from app.platform.security import AdminPrincipal, CurrentPrincipal, OptionalPrincipal
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -69,8 +70,8 @@ async def list_products(
     limit: Limit = 20,
     cursor: Cursor = None,
     currency: Annotated[Currency | None, Query()] = None,
-    min_price: Annotated[int | None, Query(ge=0)] = None,
-    max_price: Annotated[int | None, Query(ge=0)] = None,
+    min_price: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
+    max_price: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
     include_inactive: Annotated[bool, Query(description="admins only")] = False,
 ) -> ProductPage:
     """The catalog, newest first, from the read replica."""
@@ -122,6 +123,7 @@ async def get_product(
     },
 )
 async def checkout(
+    request: Request,
     body: CheckoutRequest,
     principal: CurrentPrincipal,
     key: IdempotencyKey,
@@ -137,10 +139,11 @@ async def checkout(
         sessions, provider, settings, user_id=principal.user_id, key=key, request=body
     )
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
-    media_type = PROBLEM_CONTENT_TYPE if result.status >= 400 else "application/json"
-    return Response(
-        content=result.body, status_code=result.status, media_type=media_type, headers=headers
-    )
+    if result.status >= 400:
+        # A stored answer from before problems named their request gets this request's id.
+        content = with_request_context(result.body, request)
+        return Response(content, result.status, headers, media_type=PROBLEM_CONTENT_TYPE)
+    return Response(result.body, result.status, headers, media_type="application/json")
 
 
 # --- orders ----------------------------------------------------------------------------------
@@ -165,7 +168,15 @@ async def get_order(
     return await service.get_order(session, principal.user_id, order_id)
 
 
-@router.post("/orders/{order_id}/refund", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/orders/{order_id}/refund",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        409: {"description": "nothing left to refund, or the key is in use (problem)"},
+        502: {"description": "provider error, nothing refunded (problem)"},
+        504: {"description": "provider timeout (problem)"},
+    },
+)
 async def refund_order(
     order_id: uuid.UUID,
     body: RefundRequest,
@@ -197,12 +208,20 @@ async def refund_order(
 # --- provider webhooks -----------------------------------------------------------------------
 
 
-@router.post("/payments/webhooks/provider")
+@router.post(
+    "/payments/webhooks/provider",
+    responses={
+        400: {"description": "bad signature, stale timestamp or not an event (problem)"},
+        413: {"description": "the body is over the limit (problem)"},
+    },
+)
 async def provider_webhook(
     request: Request,
     session: PrimarySession,
     settings: AppSettings,
-    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+    signature: Annotated[
+        str | None, required_header(SIGNATURE_HEADER, "t=<unix time>,v1=<hex HMAC-SHA256>")
+    ] = None,
 ) -> WebhookAck:
     """Asynchronous payment outcomes from the provider, signed with the shared webhook secret."""
     body = await request.body()

@@ -6,25 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.platform.schema import MAX_AMOUNT, Amount, Currency, Id, Page, RequestBody
 
-def _upper(value: str) -> str:
-    return value.upper()
-
-
-Currency = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$"),
-    AfterValidator(_upper),
-    Field(description="ISO 4217 code, e.g. EUR", examples=["EUR"]),
-]
-Amount = Annotated[int, Field(ge=0, le=10**12, description="minor units (cents)")]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_In = RequestBody
 
 
 class ProductCreate(_In):
@@ -56,9 +43,8 @@ class ProductOut(BaseModel):
     updated_at: datetime
 
 
-class ProductPage(BaseModel):
-    items: list[ProductOut]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+class ProductPage(Page[ProductOut]):
+    pass
 
 
 class SearchHit(ProductOut):
@@ -72,7 +58,7 @@ class SearchResult(BaseModel):
 
 
 class CheckoutItem(_In):
-    product_id: uuid.UUID
+    product_id: Id
     quantity: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
@@ -108,14 +94,14 @@ class OrderOut(BaseModel):
     updated_at: datetime
 
 
-class OrderPage(BaseModel):
-    items: list[OrderOut]
-    next_cursor: str | None
+class OrderPage(Page[OrderOut]):
+    pass
 
 
 class RefundRequest(_In):
     amount: Annotated[
-        int | None, Field(ge=1, le=10**12, description="minor units; omitted: all that remains")
+        int | None,
+        Field(ge=1, le=MAX_AMOUNT, description="minor units; omitted: all that remains"),
     ] = None
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 

@@ -160,7 +160,6 @@ async def test_every_bad_event_is_named_with_its_reason(
         ({"k": "v" * 5000}, "bytes of JSON"),
         ({f"k{i}": i for i in range(51)}, "51 keys"),
         ({"a": {"b": {"c": {"d": {"e": 1}}}}}, "nested 5 deep"),
-        ({"a": "x\u0000y"}, "NUL"),
         ({"a": "y" * 600}, "longer than 512"),
     ],
 )

@@ -128,7 +128,7 @@ async def test_inbox_needs_a_token_and_a_real_cursor(
     headers = bearer(notif_settings, uuid.uuid4())
     bad = await api.get("/v1/notifications", headers=headers, params={"cursor": "nonsense!"})
     assert bad.status_code == 400
-    assert bad.json()["reason"] == "cursor"
+    assert bad.json()["type"] == "/problems/invalid-cursor"
     too_many = await api.get("/v1/notifications", headers=headers, params={"limit": 1000})
     assert too_many.status_code == 422
     not_an_id = await api.post("/v1/notifications/abc/read", headers=headers)

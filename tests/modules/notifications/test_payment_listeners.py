@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
-from app.modules.notifications.listeners import format_money
 from app.modules.notifications.senders import MEMORY_SENDER, Email
 from app.platform.config import Settings
+from app.platform.money import format_money
 from app.platform.security import create_access_token
 from tests.helpers import make_settings, wait_for
 from tools.pgstack import Stack
@@ -161,6 +161,9 @@ async def test_refund_leaves_an_inbox_notice(
         (5, "usd", "0.05 USD"),
         (123456789, "GBP", "1,234,567.89 GBP"),
         (500, "JPY", "500 JPY"),
+        # Minor units from the currency, not a fixed two decimals.
+        (1500, "KWD", "1.500 KWD"),
+        (1, "BHD", "0.001 BHD"),
     ],
 )
 def test_money_is_formatted_by_currency(amount: int, currency: str, text: str) -> None:

@@ -87,8 +87,8 @@ async def test_unknown_product_is_404(client: httpx.AsyncClient, admin: Caller) 
 async def test_list_paginates_and_filters(
     client: httpx.AsyncClient, admin: Caller, make_product: ProductFactory
 ) -> None:
-    # A currency of its own keeps other tests' products out of this listing.
-    currency = "XT" + chr(ord("A") + uuid.uuid4().int % 26)
+    # A currency of its own (no other test prices in it) keeps their products out of this listing.
+    currency = "NOK"
     made = [await make_product(price=100 * i, currency=currency) for i in range(1, 6)]
     hidden = await make_product(price=250, currency=currency)
     await client.delete(f"/v1/products/{hidden['id']}", headers=admin.headers)
@@ -200,14 +200,14 @@ async def test_list_and_search_read_from_the_replica(
     term = word()
     pg_stack.replica.psql("SELECT pg_wal_replay_pause()")
     try:
-        product = await make_product(f"{term} chair", currency="XRP")  # committed on the primary
+        product = await make_product(f"{term} chair", currency="MNT")  # committed on the primary
         # The writer's client carries the consistency token: it reads its own write.
         own = await client.get(f"/v1/products/{product['id']}")
         assert own.status_code == 200
         # Anyone else reads the replica, which has not replayed the insert.
         client.cookies.clear()
 
-        listed = await client.get("/v1/products", params={"currency": "XRP", "limit": 100})
+        listed = await client.get("/v1/products", params={"currency": "MNT", "limit": 100})
         searched = await client.get("/v1/products/search", params={"q": term})
         one = await client.get(f"/v1/products/{product['id']}")
         assert product["id"] not in [p["id"] for p in listed.json()["items"]]
@@ -217,7 +217,7 @@ async def test_list_and_search_read_from_the_replica(
         pg_stack.replica.psql("SELECT pg_wal_replay_resume()")
 
     async def visible() -> bool:
-        listed = await client.get("/v1/products", params={"currency": "XRP", "limit": 100})
+        listed = await client.get("/v1/products", params={"currency": "MNT", "limit": 100})
         searched = await client.get("/v1/products/search", params={"q": term})
         return product["id"] in [p["id"] for p in listed.json()["items"]] and bool(
             searched.json()["items"]
@@ -231,7 +231,7 @@ async def test_catalog_reads_keep_their_query_budget(
 ) -> None:
     """One query per page, whether it holds one product or a hundred."""
     term = word()
-    currency = "XQ" + chr(ord("A") + uuid.uuid4().int % 26)
+    currency = "SEK"  # no other test prices in it
     await make_product(f"{term} lamp", currency=currency)
     client.cookies.clear()  # read as a stranger: the replica, no read-your-writes wait
     with max_queries(1):

@@ -1,12 +1,6 @@
-"""What the payments use cases share: the event hook, the module's problems, page cursors."""
+"""What the payments use cases share: the event hook and the module's problems."""
 
 from __future__ import annotations
-
-import base64
-import binascii
-import json
-import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,32 +59,6 @@ class RefundExceedsPayment(ValidationFailed):
 
 class NotRefundable(Conflict):
     slug, title = "order-not-refundable", "This order cannot be refunded"
-
-
-class InvalidCursor(BadRequest):
-    slug, title = "invalid-cursor", "The page cursor is not valid"
-
-
-# --- cursors ---------------------------------------------------------------------------------
-
-
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, row_id = json.loads(raw)
-        position = (datetime.fromisoformat(created), uuid.UUID(row_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("Pass back the next_cursor of a previous page unchanged") from exc
-    if position[0].tzinfo is None:
-        raise InvalidCursor("Pass back the next_cursor of a previous page unchanged")
-    return position
 
 
 def order_paid_event(order: Order, payment: Payment) -> OrderPaid:

@@ -17,9 +17,9 @@ from app.modules.payments.schemas import (
     SearchHit,
     SearchResult,
 )
-from app.modules.payments.service._common import decode_cursor, encode_cursor
 from app.modules.payments.service.cache import CACHE, CHANNEL
 from app.platform.errors import NotFound
+from app.platform.pagination import decode_cursor, encode_cursor
 
 
 async def create_product(session: AsyncSession, data: ProductCreate) -> ProductOut:

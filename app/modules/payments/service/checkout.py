@@ -54,6 +54,7 @@ from app.modules.payments.service._common import (
 )
 from app.platform.config import Settings
 from app.platform.errors import AppError, problem_response
+from app.platform.observability.context import current_request_id
 from app.platform.observability.logging import get_logger
 
 log = get_logger("app.payments")
@@ -286,6 +287,8 @@ def _problem(error: AppError, *, order: OrderOut, **extensions: Any) -> Checkout
         title=error.title,
         detail=error.detail,
         instance=CHECKOUT_PATH,
+        # The request that produced the answer: a replay repeats it byte for byte, id included.
+        request_id=current_request_id(),
         order_status=order.status,
         **extensions,
     )

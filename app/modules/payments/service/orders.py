@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.payments import repository as repo
 from app.modules.payments.schemas import OrderOut, OrderPage
-from app.modules.payments.service._common import decode_cursor, encode_cursor
 from app.platform.errors import NotFound
+from app.platform.pagination import decode_cursor, encode_cursor
 
 
 async def list_orders(

@@ -20,7 +20,7 @@ from app.modules.payments import repository as repo
 from app.modules.payments.providers import signing
 from app.modules.payments.service._common import _emit, order_paid_event, payment_failed_event
 from app.platform.config import Settings
-from app.platform.errors import BadRequest
+from app.platform.errors import BadRequest, MalformedBody
 
 
 class WebhookSignatureInvalid(BadRequest):
@@ -71,7 +71,8 @@ def _parse(body: bytes) -> dict[str, Any]:
         event = json.loads(body)
     except ValueError as exc:
         metrics.webhooks_total.labels(outcome="malformed").inc()
-        raise WebhookMalformed("The body is not JSON") from exc
+        # The platform's one type for a body that does not parse, as on every other route.
+        raise MalformedBody("The body is not valid JSON") from exc
     valid = (
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
