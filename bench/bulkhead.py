@@ -303,8 +303,10 @@ def _ratio_line(config: str, idle: Phase, flood: Phase) -> str:
 
 async def _run(args: argparse.Namespace, bases: dict[str, str], after_pid: int) -> None:
     settings = get_settings()
-    member = create_access_token(settings, uuid.uuid4(), ["member"])
-    admin = create_access_token(settings, uuid.uuid4(), ["member", "admin"])
+    # Valid for the whole run: on a busy machine it outlasts the usual 15-minute token.
+    ttl = timedelta(hours=6)
+    member = create_access_token(settings, uuid.uuid4(), ["member"], ttl=ttl)
+    admin = create_access_token(settings, uuid.uuid4(), ["member", "admin"], ttl=ttl)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     params = {
         "from": (end - timedelta(days=args.report_days)).isoformat(),

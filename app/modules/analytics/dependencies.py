@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,24 @@ async def _limits(request: Request) -> service.IngestLimits:
 
 
 Limits = Annotated[service.IngestLimits, Depends(_limits)]
+
+
+async def _batch_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=(
+                "optional: a unique key per batch (e.g. a UUID); a retry reuses it and the batch "
+                "is stored once"
+            ),
+        ),
+    ] = None,
+) -> str | None:
+    return service.check_key(key)
+
+
+BatchKey = Annotated[str | None, Depends(_batch_key)]
 
 
 def _isolated(settings: Settings) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from app.modules.analytics import service
 from app.modules.analytics.dependencies import (
+    BatchKey,
     BulkheadRoute,
     Limits,
     ReportSession,
@@ -31,8 +32,15 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 # only then is a bulkhead slot taken, before the report's session is used.
 reports = APIRouter(prefix="/reports", route_class=BulkheadRoute)
 
+REPLAYED_HEADER = "Idempotent-Replayed"
 _REFUSED: dict[int | str, dict[str, Any]] = {
-    422: {"description": "The batch was refused whole: `errors` names each bad event's index"}
+    400: {"description": "A malformed Idempotency-Key"},
+    422: {
+        "description": (
+            "The batch was refused whole (`errors` names each bad event's index), or its "
+            "Idempotency-Key was used for another batch"
+        )
+    },
 }
 _REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid window: from >= to, range too long, or interval unknown"},
@@ -45,24 +53,31 @@ _REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 async def ingest_events(
     batch: EventBatch,
     principal: OptionalPrincipal,
+    key: BatchKey,
     session: PrimarySession,
     limits: Limits,
     background: BackgroundTasks,
+    response: Response,
 ) -> BatchAccepted:
     """Store a batch of product events, all or nothing, in one insert.
 
-    Signed-in clients send their access token; anonymous ones an `anonymous_id`.
+    Signed-in clients send their access token; anonymous ones an `anonymous_id`. With an
+    `Idempotency-Key`, a retried batch is stored once and answered as the first time (with
+    `Idempotent-Replayed: true`).
     """
-    counts = await service.ingest(
+    result = await service.ingest(
         session,
         batch.events,
         user_id=principal.user_id if principal else None,
         anonymous_id=batch.anonymous_id,
         limits=limits,
+        key=key,
     )
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     # Background tasks run after the response, so after the commit: only stored events count.
-    background.add_task(service.count_stored, counts)
-    return BatchAccepted(accepted=len(batch.events))
+    background.add_task(service.count_stored, result.counts)
+    return BatchAccepted(accepted=result.accepted)
 
 
 @reports.get(
