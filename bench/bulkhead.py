@@ -46,9 +46,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.platform.config import get_settings
 from app.platform.security import create_access_token
+from bench.report_flood import FUNNEL, Flood
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNNEL = "/v1/analytics/reports/funnel"
 CONFIGS = ("before", "after")
 
 
@@ -113,71 +113,6 @@ class Checkouts:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         phase.load.append(_load())
         return phase
-
-
-# -- the flood, in a process of its own ------------------------------------------------------
-
-
-async def _flood_main(
-    base: str, token: str, params: dict[str, str], clients: int, honor: bool
-) -> None:
-    """Request reports until a line arrives on stdin; then drain and print the outcomes."""
-    outcomes: Counter[int] = Counter()
-    stop = asyncio.Event()
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            try:
-                response = await client.get(FUNNEL, params=params)
-                outcomes[response.status_code] += 1
-                if response.status_code == 503:
-                    # Dashboards and report jobs back off as told; --no-retry-after floods anyway.
-                    wait = float(response.headers.get("retry-after", "1")) if honor else 0.005
-                    await asyncio.sleep(wait)
-            except httpx.HTTPError:
-                outcomes[0] += 1
-
-    limits = httpx.Limits(max_connections=clients)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(
-        base_url=base, timeout=120, limits=limits, headers=headers
-    ) as client:
-        tasks = [asyncio.create_task(client_loop(client)) for _ in range(clients)]
-        print("started", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        stop.set()
-        await asyncio.gather(*tasks)  # the reports in flight finish before the next phase
-    print(json.dumps({str(k): v for k, v in outcomes.items()}), flush=True)
-
-
-class Flood:
-    """The flood process of one phase: started, then stopped and drained."""
-
-    def __init__(
-        self, base: str, token: str, params: dict[str, str], clients: int, honor: bool
-    ) -> None:
-        spec = json.dumps(
-            {"base": base, "token": token, "params": params, "clients": clients, "honor": honor}
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bulkhead", "--flood-worker", spec],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "started":
-            raise SystemExit("the flood process did not start")
-
-    def stop(self) -> dict[str, int]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write("stop\n")
-        self.proc.stdin.flush()
-        outcomes: dict[str, int] = json.loads(self.proc.stdout.readline())
-        self.proc.wait(timeout=60)
-        return outcomes
 
 
 # -- servers -------------------------------------------------------------------------------
@@ -352,6 +287,7 @@ async def _run(args: argparse.Namespace, bases: dict[str, str], after_pid: int) 
                 await asyncio.sleep(args.settle)  # let the flood fill the bulkhead (or the pool)
                 busy = await checkouts.run(client, args.requests, args.target_concurrency)
                 outcomes = await asyncio.to_thread(flood.stop)
+                await asyncio.sleep(args.settle)  # the outbox's deliveries of the flood phase
                 reports[config].update(outcomes)
                 print(_line("idle", idle))
                 print(_line("flood", busy) + f"  reports {outcomes}")
@@ -413,14 +349,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu-seconds", type=float, default=5.0, help="refusal CPU probe length (0: skip)"
     )
-    parser.add_argument("--flood-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.flood_worker:
-        spec = json.loads(args.flood_worker)
-        asyncio.run(
-            _flood_main(spec["base"], spec["token"], spec["params"], spec["clients"], spec["honor"])
-        )
-        return
     procs: list[subprocess.Popen[bytes]] = []
     bases: dict[str, str] = {}
     try:
