@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     analytics_report_statement_timeout_ms: int = Field(default=5000, ge=1)
     analytics_report_max_concurrency: int = Field(default=2, ge=1)
     analytics_report_max_range_days: int = Field(default=92, ge=1)
+    analytics_report_isolation: Literal["bulkhead", "none"] = Field(
+        default="bulkhead",
+        description=(
+            "none: reports on the primary, in the same pool, without bulkhead or statement "
+            "timeout (the benchmark's and the workshop's 'before'; development and test only)"
+        ),
+    )
 
     # Faults (app/platform/faults.py): how often each process reads the switches.
     faults_refresh_seconds: float = Field(default=1.0, gt=0)
@@ -164,6 +171,15 @@ class Settings(BaseSettings):
     @property
     def json_logs(self) -> bool:
         return (self.env != "development") if self.log_json is None else self.log_json
+
+    @model_validator(mode="after")
+    def _refuse_unisolated_reports(self) -> Settings:
+        if self.analytics_report_isolation == "none" and not self.is_dev:
+            raise ValueError(
+                f"refusing to start with APP_ENV={self.env} and "
+                "APP_ANALYTICS_REPORT_ISOLATION=none: reports would share checkout's database"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

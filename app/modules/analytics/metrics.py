@@ -8,7 +8,9 @@
   (The funnel report's ratio is the share of searches with at least one click, which needs the
   join only the database can do; see docs/analytics.md.)
 - ``analytics_batches_rejected_total{reason}``: ingestion batches refused whole
-  (``invalid`` | ``too_large`` | ``no_actor``).
+  (``invalid`` | ``too_large`` | ``no_actor`` | ``key_reused``).
+- ``analytics_batches_replayed_total``: batches retried with the ``Idempotency-Key`` of a stored
+  batch, answered as the first time and not stored again.
 - ``analytics_report_seconds{report}``: report query time, successful or not.
 - ``analytics_reports_rejected_total{report,reason}``: reports refused by the bulkhead
   (``reason="bulkhead"``, answered 503), cancelled by the statement timeout (``timeout``, 504)
@@ -30,6 +32,10 @@ BATCHES_REJECTED = counter(
     "analytics_batches_rejected_total",
     "Analytics ingestion batches refused whole, by reason.",
     ["reason"],
+)
+BATCHES_REPLAYED = counter(
+    "analytics_batches_replayed_total",
+    "Analytics ingestion batches recognised by their Idempotency-Key and not stored again.",
 )
 REPORT_SECONDS = histogram(
     "analytics_report_seconds",

@@ -124,3 +124,23 @@ class AnalyticsCheckout(Base):
         CheckConstraint("outcome IN ('paid', 'failed')", name="outcome_known"),
         Index("ix_analytics_checkout_at", "at", postgresql_include=["outcome"]),
     )
+
+
+class AnalyticsBatchKey(Base):
+    """An event batch's ``Idempotency-Key``: stored with the batch's events, in one transaction.
+
+    Scoped to the caller (``user:<id>`` or ``anon:<anonymous_id>``), so two clients choosing the
+    same key never see each other's batch. ``expires_at`` bounds how long a retry is recognised
+    and orders the purge of expired keys.
+    """
+
+    __tablename__ = "analytics_batch_key"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_analytics_batch_key_expires_at", "expires_at"),)

@@ -61,6 +61,65 @@ async def insert_events(session: AsyncSession, columns: EventColumns) -> None:
     await session.execute(INSERT_EVENTS, columns.__dict__)
 
 
+# -- batch idempotency keys ---------------------------------------------------------------------
+
+# Claims the key, or takes over an expired row for it, in one statement. On a conflict with a
+# batch still in flight the statement waits for that transaction: committed, it is a replay;
+# rolled back, this batch claims the key. RETURNING says which.
+_CLAIM_BATCH_KEY = text(
+    """
+    INSERT INTO analytics_batch_key (scope, key, fingerprint, accepted, expires_at)
+    VALUES (:scope, :key, :fingerprint, :accepted, now() + make_interval(secs => :ttl))
+    ON CONFLICT (scope, key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint, accepted = EXCLUDED.accepted,
+        created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE analytics_batch_key.expires_at <= now()
+    RETURNING true
+    """
+)
+_GET_BATCH_KEY = text(
+    "SELECT fingerprint, accepted FROM analytics_batch_key WHERE scope = :scope AND key = :key"
+)
+# Oldest first through the expires_at index, a bounded batch at a time; SKIP LOCKED so that a
+# purge never waits for (or blocks) a batch claiming a key.
+_PURGE_BATCH_KEYS = text(
+    """
+    DELETE FROM analytics_batch_key
+    WHERE (scope, key) IN (
+        SELECT scope, key FROM analytics_batch_key
+        WHERE expires_at <= now()
+        ORDER BY expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+
+async def claim_batch_key(
+    session: AsyncSession, *, scope: str, key: str, fingerprint: str, accepted: int, ttl: float
+) -> bool:
+    """Store the key for this batch; False when a live row for it exists already."""
+    params = {
+        "scope": scope,
+        "key": key,
+        "fingerprint": fingerprint,
+        "accepted": accepted,
+        "ttl": ttl,
+    }
+    return (await session.execute(_CLAIM_BATCH_KEY, params)).first() is not None
+
+
+async def get_batch_key(session: AsyncSession, *, scope: str, key: str) -> tuple[str, int] | None:
+    row = (await session.execute(_GET_BATCH_KEY, {"scope": scope, "key": key})).first()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+async def purge_batch_keys(session: AsyncSession, limit: int) -> int:
+    result: Any = await session.execute(_PURGE_BATCH_KEYS, {"limit": limit})
+    return int(result.rowcount)
+
+
 # -- what the listeners learn from other modules ------------------------------------------------
 # Upserts keyed by the natural key: a redelivered event changes nothing, and events arriving out
 # of order (verified before signed up, failed after paid) converge to the same row.

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from app.modules.analytics import service
-from app.modules.analytics.dependencies import Limits, Window, report_slot
+from app.modules.analytics.dependencies import (
+    BatchKey,
+    BulkheadRoute,
+    Limits,
+    ReportSession,
+    Window,
+    report_slot,
+)
 from app.modules.analytics.schemas import (
     BatchAccepted,
     ClickedProductsReport,
@@ -16,16 +23,24 @@ from app.modules.analytics.schemas import (
     Interval,
     SearchTermsReport,
 )
-from app.platform.db import PrimarySession, ReadSession
+from app.platform.db import PrimarySession
 from app.platform.security import AdminPrincipal, OptionalPrincipal
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+# A full bulkhead refuses a report before anything else runs (BulkheadRoute). Otherwise the
+# handlers' dependencies run in the order declared: the caller is checked, then the window, and
+# only then is a bulkhead slot taken, before the report's session is used.
+reports = APIRouter(prefix="/reports", route_class=BulkheadRoute)
 
-# Report handlers declare their dependencies in the order they must run: the caller is checked,
-# then the window, and only then is a bulkhead slot taken, before the read session is used.
-
+REPLAYED_HEADER = "Idempotent-Replayed"
 _REFUSED: dict[int | str, dict[str, Any]] = {
-    422: {"description": "The batch was refused whole: `errors` names each bad event's index"}
+    400: {"description": "A malformed Idempotency-Key"},
+    422: {
+        "description": (
+            "The batch was refused whole (`errors` names each bad event's index), or its "
+            "Idempotency-Key was used for another batch"
+        )
+    },
 }
 _REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid window: from >= to, range too long, or interval unknown"},
@@ -38,28 +53,35 @@ _REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 async def ingest_events(
     batch: EventBatch,
     principal: OptionalPrincipal,
+    key: BatchKey,
     session: PrimarySession,
     limits: Limits,
     background: BackgroundTasks,
+    response: Response,
 ) -> BatchAccepted:
     """Store a batch of product events, all or nothing, in one insert.
 
-    Signed-in clients send their access token; anonymous ones an `anonymous_id`.
+    Signed-in clients send their access token; anonymous ones an `anonymous_id`. With an
+    `Idempotency-Key`, a retried batch is stored once and answered as the first time (with
+    `Idempotent-Replayed: true`).
     """
-    counts = await service.ingest(
+    result = await service.ingest(
         session,
         batch.events,
         user_id=principal.user_id if principal else None,
         anonymous_id=batch.anonymous_id,
         limits=limits,
+        key=key,
     )
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     # Background tasks run after the response, so after the commit: only stored events count.
-    background.add_task(service.count_stored, counts)
-    return BatchAccepted(accepted=len(batch.events))
+    background.add_task(service.count_stored, result.counts)
+    return BatchAccepted(accepted=result.accepted)
 
 
-@router.get(
-    "/reports/funnel",
+@reports.get(
+    "/funnel",
     response_model=FunnelReport,
     response_model_by_alias=True,
     responses=_REPORT_ERRORS,
@@ -68,15 +90,15 @@ async def funnel_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("funnel")],
-    session: ReadSession,
+    session: ReportSession,
     interval: Annotated[Interval, Query()] = "day",
 ) -> FunnelReport:
     """Signup completion, checkout success and search-to-click per interval (admin)."""
     return await service.funnel(session, window.start, window.end, interval, window.timeout_ms)
 
 
-@router.get(
-    "/reports/search-terms",
+@reports.get(
+    "/search-terms",
     response_model=SearchTermsReport,
     response_model_by_alias=True,
     responses=_REPORT_ERRORS,
@@ -85,7 +107,7 @@ async def search_terms_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("search_terms")],
-    session: ReadSession,
+    session: ReportSession,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> SearchTermsReport:
     """The most frequent search terms in the window, with how many found nothing (admin)."""
@@ -94,8 +116,8 @@ async def search_terms_report(
     )
 
 
-@router.get(
-    "/reports/clicked-products",
+@reports.get(
+    "/clicked-products",
     response_model=ClickedProductsReport,
     response_model_by_alias=True,
     responses=_REPORT_ERRORS,
@@ -104,10 +126,13 @@ async def clicked_products_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("clicked_products")],
-    session: ReadSession,
+    session: ReportSession,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ClickedProductsReport:
     """The products most clicked from search results in the window (admin)."""
     return await service.most_clicked_products(
         session, window.start, window.end, limit, window.timeout_ms
     )
+
+
+router.include_router(reports)

@@ -91,12 +91,11 @@ async def test_a_full_bulkhead_answers_503_at_once(migrated: Stack) -> None:
             await wait_for(both_waiting, timeout=15)
             assert app.state.analytics_report_bulkhead.in_use == 2
 
-            started = time.perf_counter()
+            # At once: refused while the two are still waiting (what a refusal costs is
+            # asserted by counting database work, in test_refusal.py, not by a stopwatch).
             response = await client.get(FUNNEL, params=PARAMS)
-            elapsed = time.perf_counter() - started
 
             assert response.status_code == 503, response.text
-            assert elapsed < 0.1
             assert response.headers["retry-after"] == "1"
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["type"] == "/problems/service-unavailable"

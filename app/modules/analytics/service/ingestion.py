@@ -24,6 +24,7 @@ from app.modules.analytics.schemas import (
     Search,
     SearchClick,
 )
+from app.modules.analytics.service import batch_keys
 from app.platform.config import Settings
 from app.platform.errors import ValidationFailed
 
@@ -197,6 +198,15 @@ def _columns(
     return cols
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """A batch's answer: how many events it had, what was stored now, whether it was a replay."""
+
+    accepted: int
+    counts: dict[str, int]  # stored by this request, per type; empty for a replay
+    replayed: bool = False
+
+
 async def ingest(
     session: AsyncSession,
     raw_events: Sequence[dict[str, Any]],
@@ -204,8 +214,9 @@ async def ingest(
     user_id: uuid.UUID | None,
     anonymous_id: str | None,
     limits: IngestLimits,
-) -> dict[str, int]:
-    """Validate the whole batch, then store it with one statement. Returns counts per type."""
+    key: str | None = None,
+) -> Ingested:
+    """Validate the whole batch, then store it with one statement (once per ``key``)."""
     if user_id is None and anonymous_id is None:
         metrics.BATCHES_REJECTED.labels("no_actor").inc()
         raise ValidationFailed(
@@ -213,11 +224,21 @@ async def ingest(
             errors=[{"index": None, "field": "anonymous_id", "reason": "required"}],
         )
     events = validate_batch(raw_events, limits)
+    if key is not None:
+        claim = await batch_keys.claim(
+            session,
+            scope=batch_keys.scope_of(user_id, anonymous_id),
+            key=key,
+            digest=batch_keys.fingerprint(raw_events, anonymous_id),
+            accepted=len(events),
+        )
+        if claim.stored_before is not None:
+            return Ingested(accepted=claim.stored_before, counts={}, replayed=True)
     await repository.insert_events(session, _columns(events, user_id, anonymous_id))
     counts: dict[str, int] = {}
     for event in events:
         counts[event.type] = counts.get(event.type, 0) + 1
-    return counts
+    return Ingested(accepted=len(events), counts=counts)
 
 
 def count_stored(counts: dict[str, int]) -> None:
