@@ -34,9 +34,17 @@ class Bound:
     source: str  # "sampled" | "session" | "reconstructed" | "none"
 
 
+_BOOLEANS = re.compile(r"\b(?:true|false)\b", re.I)
+
+
+def _loose(statement: str) -> str:
+    """The shape, with the booleans ``pg_stat_statements`` also turns into ``$n``."""
+    return _BOOLEANS.sub("?", normalize(statement)).lower()
+
+
 def sampled(query: str) -> Bound | None:
-    shape = normalize(query)
-    found = samples().get(shape)
+    shape = _loose(query)
+    found = next((s for key, s in samples().items() if _BOOLEANS.sub("?", key).lower() == shape), None)
     if found is None:
         return None
     args = found.parameters
@@ -47,13 +55,13 @@ def sampled(query: str) -> Bound | None:
 
 async def from_sessions(node: Node, query: str) -> Bound | None:
     """A live session's last statement of the same shape: literals exact, parameters unknown."""
-    shape = normalize(query)
+    shape = _loose(query)
     rows = await node.fetch(
         "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
         "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
     )
     for row in rows:
-        if row["query"] and normalize(row["query"]) == shape:
+        if row["query"] and _loose(row["query"]) == shape:
             return await reconstructed(node, row["query"], source="session")
     return None
 
@@ -116,6 +124,8 @@ async def _from_stats(node: Node, query: str, col: str, op: str, type_name: str)
 async def _default(node: Node, query: str, n: int, type_name: str) -> Any:
     if re.search(rf"date_trunc\(\s*\${n}\b", query, re.I):
         return "day"
+    if re.search(rf"date_trunc\([^,]+,[^,]+,\s*\${n}\b", query, re.I):
+        return "UTC"
     if re.search(rf"\b(?:LIMIT|FETCH FIRST)\s+\${n}\b", query, re.I):
         return 20
     if re.search(rf"\bOFFSET\s+\${n}\b", query, re.I):

@@ -42,7 +42,7 @@ class Explained:
 
 
 async def run_explain(node: Node, bound: Bound, *, analyze: bool, timeout_ms: int) -> Explained:
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+    options = "ANALYZE, BUFFERS, VERBOSE, FORMAT JSON" if analyze else "VERBOSE, FORMAT JSON"
     transaction = node.conn.transaction()
     await transaction.start()
     try:
