@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor audit
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor audit bench-sql-tag
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveri
 
 bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (~2.5 min)
 	$(PY) -m bench.http_overhead $(BENCH_ARGS)
+
+bench-sql-tag: $(STAMP) ## the module/route SQL comment's cost: hook ns and SELECT 1 round trips, off vs on
+	$(PY) -m bench.sql_tag $(BENCH_ARGS)
 
 bench-http-instructions: $(STAMP) ## the same variants' CPU instructions a request, under valgrind (~5 min)
 	$(PY) -m bench.http_instructions $(BENCH_ARGS)

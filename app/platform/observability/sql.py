@@ -227,6 +227,7 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
     tagging = settings.db_sql_comments
     slow = settings.db_sample_slow_ms / 1000 if settings.db_sample_slow_ms > 0 else None
     platform_tag = sql_tag(PLATFORM, "")
+    route_tags: dict[str, tuple[str, str]] = {}
     children: dict[tuple[str, str], Histogram] = {}
 
     def child(module: str, operation: str) -> Histogram:
@@ -260,7 +261,14 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
             context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
             context._obs_operation = operation  # type: ignore[attr-defined]
         if tagging:
-            statement += sql_tag(scope.module, scope.route) if scope is not None else platform_tag
+            if scope is None:
+                statement += platform_tag
+            else:
+                # Keyed by the route alone (no tuple to build); the module is checked, not trusted.
+                found = route_tags.get(scope.route)
+                if found is None or found[0] != scope.module:
+                    found = route_tags[scope.route] = (scope.module, sql_tag(scope.module, scope.route))
+                statement += found[1]
         return statement, parameters
 
     def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:

@@ -85,6 +85,7 @@ async def sessions(node: Node, t: Thresholds) -> list[Finding]:
         "SELECT pid, usename, state, application_name, "
         "extract(epoch FROM now() - coalesce(xact_start, query_start)) AS secs, left(query, 200) AS query "
         "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND datname = current_database() "
         "AND ((state = 'active' AND now() - query_start > make_interval(secs => $1)) "
         "OR (state LIKE 'idle in transaction%' AND now() - state_change > make_interval(secs => $2)))",
         t.long_running_s,
