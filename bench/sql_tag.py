@@ -77,16 +77,19 @@ async def main(args: argparse.Namespace) -> None:
         for engine in engines.values():  # warm: connections, prepared statements, caches
             await _round_trips(engine, 200)
         for r in range(args.rounds):
-            for tag in ((False, True) if r % 2 == 0 else (True, False)):
+            for tag in (False, True) if r % 2 == 0 else (True, False):
                 hook[tag].append(_hook_ns(engines[tag], args.calls))
                 rate[tag].append(await _round_trips(engines[tag], args.queries))
         off, on = statistics.median(hook[False]), statistics.median(hook[True])
         ratios = [b / a for a, b in zip(rate[False], rate[True], strict=True)]
-        print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; {args.rounds} rounds")
+        print(
+            f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; {args.rounds} rounds"
+        )
         print(f"hook: off {off:.0f} ns, on {on:.0f} ns a statement: +{on - off:.0f} ns")
         print(
             f"SELECT 1 round trips: off {statistics.median(rate[False]):,.0f}/s, "
-            f"on {statistics.median(rate[True]):,.0f}/s; on/off median {statistics.median(ratios):.3f} "
+            f"on {statistics.median(rate[True]):,.0f}/s; on/off median "
+            f"{statistics.median(ratios):.3f} "
             f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
         )
         for engine in engines.values():

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
         default=True, description="append /*module='..',route='..'*/ to every statement"
     )
     db_sample_slow_ms: float = Field(
-        default=100.0, ge=0, description="keep the parameters of statements slower than this; 0: off"
+        default=100.0,
+        ge=0,
+        description="keep the parameters of statements slower than this; 0: off",
     )
     # The database audit (python -m app db audit): a monitoring role, not the app's user. Empty:
     # the app's own URL. The replicas are reached with these credentials on the hosts and ports

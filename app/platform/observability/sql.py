@@ -7,8 +7,9 @@ is tallied: the ``threshold``-th execution of one shape within one scope is an N
 ``db_n_plus_one_total``, logs one warning and, in strict mode (the tests), raises.
 
 Each statement also leaves with a sqlcommenter-style comment naming its module and route, so
-``pg_stat_statements`` (and the database audit that reads it) can tell who issues it; and a statement
-slower than ``db_sample_slow_ms`` keeps its parameters as a sample the audit can EXPLAIN with.
+``pg_stat_statements`` (and the database audit that reads it) can tell who issues it; and a
+statement slower than ``db_sample_slow_ms`` keeps its parameters as a sample the audit can
+EXPLAIN with.
 """
 
 from __future__ import annotations
@@ -265,10 +266,13 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
                 statement += platform_tag
             else:
                 # Keyed by the route alone (no tuple to build); the module is checked, not trusted.
-                found = route_tags.get(scope.route)
-                if found is None or found[0] != scope.module:
-                    found = route_tags[scope.route] = (scope.module, sql_tag(scope.module, scope.route))
-                statement += found[1]
+                tag = route_tags.get(scope.route)
+                if tag is None or tag[0] != scope.module:
+                    tag = route_tags[scope.route] = (
+                        scope.module,
+                        sql_tag(scope.module, scope.route),
+                    )
+                statement += tag[1]
         return statement, parameters
 
     def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:

@@ -45,7 +45,8 @@ def _uses(plan: dict[str, Any], index_name: str) -> bool:
 
 async def _existing(node: Node, schema: str, table: str) -> set[tuple[tuple[str, ...], str | None]]:
     rows = await node.fetch(
-        "SELECT array_agg(a.attname ORDER BY k.n) AS cols, pg_get_expr(i.indpred, i.indrelid) AS pred "
+        "SELECT array_agg(a.attname ORDER BY k.n) AS cols, pg_get_expr(i.indpred, i.indrelid) AS "
+        "pred "
         "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
         "JOIN pg_namespace s ON s.oid = t.relnamespace "
         "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
@@ -58,7 +59,9 @@ async def _existing(node: Node, schema: str, table: str) -> set[tuple[tuple[str,
     return {(tuple(r["cols"]), r["pred"]) for r in rows}
 
 
-async def _hypothetical_cost(node: Node, bound: Bound, candidate: Candidate) -> tuple[float, bool, int]:
+async def _hypothetical_cost(
+    node: Node, bound: Bound, candidate: Candidate
+) -> tuple[float, bool, int]:
     """(planned cost, whether the plan uses it, estimated size) with ``candidate`` hypothetical."""
     row = (await node.fetch("SELECT * FROM hypopg_create_index($1)", candidate.definition()))[0]
     try:
@@ -73,7 +76,8 @@ async def _write_cost(primary: Node, schema: str, table: str, columns: list[str]
     row = (
         await primary.fetch(
             "SELECT t.n_tup_ins, t.n_tup_upd, t.n_tup_hot_upd, t.n_tup_del, "
-            "extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time())) AS secs "
+            "extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time())) AS "
+            "secs "
             "FROM pg_stat_user_tables t, pg_stat_database d "
             "WHERE t.schemaname = $1 AND t.relname = $2 AND d.datname = current_database()",
             schema,
@@ -100,9 +104,15 @@ def _index_name(candidate: Candidate) -> str:
 
 
 async def advise(
-    node: Node, primary: Node, stmt: Statement, bound: Bound, found: Explained,
-    sizes: dict[str, float], options: Options, hypopg: bool,
-) -> list[Advice]:  # fmt: skip
+    node: Node,
+    primary: Node,
+    stmt: Statement,
+    bound: Bound,
+    found: Explained,
+    sizes: dict[str, float],
+    options: Options,
+    hypopg: bool,
+) -> list[Advice]:
     """The best candidate for each table the statement scans badly, with its evidence."""
     advice = []
     for node_plan, _ in walk(found.plan):
@@ -120,17 +130,23 @@ async def advise(
             candidate, cost_after, size = best
             advice.append(
                 Advice(
-                    node=node.name, queryid=stmt.queryid, table=access.table,
-                    columns=list(candidate.columns), include=list(candidate.include),
-                    where=candidate.where, definition=candidate.definition(concurrently=True) + ";",
-                    calls=stmt.calls, cost_before=found.cost,
+                    node=node.name,
+                    queryid=stmt.queryid,
+                    table=access.table,
+                    columns=list(candidate.columns),
+                    include=list(candidate.include),
+                    where=candidate.where,
+                    definition=candidate.definition(concurrently=True) + ";",
+                    calls=stmt.calls,
+                    cost_before=found.cost,
                     cost_after=cost_after if cost_after is not None else found.cost,
                     status="hypothetical" if hypopg else "unchecked",
                     reason="" if hypopg else "HypoPG is not installed in this database",
                     estimated_size_bytes=size or None,
-                    write_cost=await _write_cost(primary, access.schema, access.table,
-                                                 list(candidate.columns)),
-                )  # fmt: skip
+                    write_cost=await _write_cost(
+                        primary, access.schema, access.table, list(candidate.columns)
+                    ),
+                )
             )
     if options.verify:
         for item in advice:
@@ -157,7 +173,10 @@ async def _best(
 async def _wait_visible(node: Node, name: str, timeout: float = 120.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    sql = "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = $1"
+    sql = (
+        "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+        "WHERE c.relname = $1"
+    )
     while not await node.fetchval(sql, name):
         if loop.time() > deadline:
             raise TimeoutError(f"index {name} did not reach {node.name} within {timeout:.0f}s")
@@ -168,7 +187,8 @@ async def verify(node: Node, primary: Node, bound: Bound, item: Advice, options:
     """Build the index for real, time the statement before and after, drop it unless --apply."""
     schema = await primary.fetchval(
         "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relname = $1 AND c.relkind IN ('r', 'p') ORDER BY n.nspname = 'public' DESC LIMIT 1",
+        "WHERE c.relname = $1 AND c.relkind IN ('r', 'p') ORDER BY n.nspname = 'public' DESC "
+        "LIMIT 1",
         item.table,
     )
     candidate = Candidate(
@@ -196,4 +216,6 @@ async def verify(node: Node, primary: Node, bound: Bound, item: Advice, options:
             )
     finally:
         if not keep:
-            await primary.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{candidate.schema}"."{name}"')
+            await primary.execute(
+                f'DROP INDEX CONCURRENTLY IF EXISTS "{candidate.schema}"."{name}"'
+            )

@@ -51,23 +51,39 @@ async def index_findings(nodes: list[Node]) -> list[Finding]:
     indexes = await primary.fetch(_INDEXES)
     scans: dict[tuple[str, str], dict[str, int]] = {}
     for node in nodes:
-        for r in await node.fetch("SELECT schemaname, indexrelname, idx_scan FROM pg_stat_user_indexes"):
-            scans.setdefault((r["schemaname"], r["indexrelname"]), {})[node.name] = int(r["idx_scan"])
+        for r in await node.fetch(
+            "SELECT schemaname, indexrelname, idx_scan FROM pg_stat_user_indexes"
+        ):
+            scans.setdefault((r["schemaname"], r["indexrelname"]), {})[node.name] = int(
+                r["idx_scan"]
+            )
     found: list[Finding] = []
     for ix in indexes:
         name = _q(ix["schema"], ix["index"])
         per_node = scans.get((ix["schema"], ix["index"]), {})
         if not ix["valid"]:
-            found.append(Finding("invalid_index", name, f"{name} is invalid (a failed concurrent build): "
-                                 "it costs every write and serves no read",
-                                 f"DROP INDEX CONCURRENTLY {name};  -- then build it again, or: REINDEX INDEX CONCURRENTLY {name};",
-                                 evidence={"definition": ix["def"]}))  # fmt: skip
+            found.append(
+                Finding(
+                    "invalid_index",
+                    name,
+                    f"{name} is invalid (a failed concurrent build): "
+                    "it costs every write and serves no read",
+                    f"DROP INDEX CONCURRENTLY {name};  -- then build it again, or: REINDEX INDEX "
+                    f"CONCURRENTLY {name};",
+                    evidence={"definition": ix["def"]},
+                )
+            )
             continue
         if not (ix["uniq"] or ix["pk"] or ix["backs_constraint"]) and sum(per_node.values()) == 0:
-            found.append(Finding("unused_index", name,
-                                 f"{name} on {ix['table']} has not been scanned on any node",
-                                 f"DROP INDEX CONCURRENTLY {name};",
-                                 evidence={"scans": per_node, "bytes": ix["bytes"], "definition": ix["def"]}))  # fmt: skip
+            found.append(
+                Finding(
+                    "unused_index",
+                    name,
+                    f"{name} on {ix['table']} has not been scanned on any node",
+                    f"DROP INDEX CONCURRENTLY {name};",
+                    evidence={"scans": per_node, "bytes": ix["bytes"], "definition": ix["def"]},
+                )
+            )
     found += _duplicates(indexes)
     return found
 
@@ -82,7 +98,11 @@ def _duplicates(indexes: list[Any]) -> list[Finding]:
     for group in by_table.values():
         for a in group:
             for b in group:
-                if a is b or (a["method"], a["pred"], a["exprs"]) != (b["method"], b["pred"], b["exprs"]):
+                if a is b or (a["method"], a["pred"], a["exprs"]) != (
+                    b["method"],
+                    b["pred"],
+                    b["exprs"],
+                ):
                     continue
                 ka, kb = list(a["keys"])[: a["nkeys"]], list(b["keys"])[: b["nkeys"]]
                 same = ka == kb and list(a["keys"]) == list(b["keys"])
@@ -94,10 +114,16 @@ def _duplicates(indexes: list[Any]) -> list[Finding]:
                     continue
                 check = "duplicate_index" if same else "overlapping_index"
                 name = _q(a["schema"], a["index"])
-                found.append(Finding(check, name,
-                                     f"{name} {'duplicates' if same else 'is a prefix of'} {_q(b['schema'], b['index'])}",
-                                     f"DROP INDEX CONCURRENTLY {name};",
-                                     evidence={"index": a["def"], "covered_by": b["def"], "bytes": a["bytes"]}))  # fmt: skip
+                found.append(
+                    Finding(
+                        check,
+                        name,
+                        f"{name} {'duplicates' if same else 'is a prefix of'} "
+                        f"{_q(b['schema'], b['index'])}",
+                        f"DROP INDEX CONCURRENTLY {name};",
+                        evidence={"index": a["def"], "covered_by": b["def"], "bytes": a["bytes"]},
+                    )
+                )
     return found
 
 
@@ -119,12 +145,15 @@ async def foreign_keys_without_index(primary: Node) -> list[Finding]:
         """
     )
     return [
-        Finding("fk_without_index", f"{_q(r['schema'], r['table'])}.{r['name']}",
-                f"foreign key {r['name']} ({', '.join(r['cols'])}) -> {r['refs']} has no index: "
-                "a delete or key update on the referenced table scans this one",
-                f"CREATE INDEX CONCURRENTLY ON {_q(r['schema'], r['table'])} "
-                f"({', '.join(chr(34) + c + chr(34) for c in r['cols'])});",
-                evidence={"columns": list(r["cols"]), "references": r["refs"]})  # fmt: skip
+        Finding(
+            "fk_without_index",
+            f"{_q(r['schema'], r['table'])}.{r['name']}",
+            f"foreign key {r['name']} ({', '.join(r['cols'])}) -> {r['refs']} has no index: "
+            "a delete or key update on the referenced table scans this one",
+            f"CREATE INDEX CONCURRENTLY ON {_q(r['schema'], r['table'])} "
+            f"({', '.join(chr(34) + c + chr(34) for c in r['cols'])});",
+            evidence={"columns": list(r["cols"]), "references": r["refs"]},
+        )
         for r in rows
     ]
 
@@ -133,11 +162,14 @@ async def seq_scan_tables(nodes: list[Node], t: Thresholds) -> list[Finding]:
     totals: dict[tuple[str, str], dict[str, Any]] = {}
     for node in nodes:
         for r in await node.fetch(
-            "SELECT schemaname, relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, "
+            "SELECT schemaname, relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS "
+            "idx_scan, "
             "n_live_tup FROM pg_stat_user_tables"
         ):
-            row = totals.setdefault((r["schemaname"], r["relname"]),
-                                    {"seq_scan": 0, "seq_tup_read": 0, "idx_scan": 0, "rows": 0, "nodes": {}})  # fmt: skip
+            row = totals.setdefault(
+                (r["schemaname"], r["relname"]),
+                {"seq_scan": 0, "seq_tup_read": 0, "idx_scan": 0, "rows": 0, "nodes": {}},
+            )
             row["seq_scan"] += r["seq_scan"]
             row["seq_tup_read"] += r["seq_tup_read"]
             row["idx_scan"] += r["idx_scan"]
@@ -145,10 +177,21 @@ async def seq_scan_tables(nodes: list[Node], t: Thresholds) -> list[Finding]:
             row["nodes"][node.name] = {"seq_scan": r["seq_scan"], "idx_scan": r["idx_scan"]}
     found = []
     for (schema, table), row in totals.items():
-        if row["rows"] >= t.seq_rows and row["seq_scan"] > row["idx_scan"] and row["seq_tup_read"] >= 10 * row["rows"]:
+        if (
+            row["rows"] >= t.seq_rows
+            and row["seq_scan"] > row["idx_scan"]
+            and row["seq_tup_read"] >= 10 * row["rows"]
+        ):
             name = _q(schema, table)
-            found.append(Finding("seq_scan_dominated", name,
-                                 f"{name} ({row['rows']:,} rows) is read by sequential scans more than by index scans",
-                                 f"-- see the index advice for the statements reading {name}; then: ANALYZE {name};",
-                                 evidence=row))  # fmt: skip
+            found.append(
+                Finding(
+                    "seq_scan_dominated",
+                    name,
+                    f"{name} ({row['rows']:,} rows) is read by sequential scans more than by "
+                    "index scans",
+                    f"-- see the index advice for the statements reading {name}; then: ANALYZE "
+                    f"{name};",
+                    evidence=row,
+                )
+            )
     return found

@@ -83,7 +83,7 @@ class Advice:
 
     @property
     def saved_ms(self) -> float:
-        """Time saved over the statement's recorded calls: measured when verified, else estimated."""
+        """Time saved over the statement's recorded calls, from the measured drop (0 unmeasured)."""
         if self.before is not None and self.after is not None:
             return self.calls * max(0.0, self.before.p50_ms - self.after.p50_ms)
         return 0.0

@@ -44,7 +44,9 @@ def _loose(statement: str) -> str:
 
 def sampled(query: str) -> Bound | None:
     shape = _loose(query)
-    found = next((s for key, s in samples().items() if _BOOLEANS.sub("?", key).lower() == shape), None)
+    found = next(
+        (s for key, s in samples().items() if _BOOLEANS.sub("?", key).lower() == shape), None
+    )
     if found is None:
         return None
     args = found.parameters
@@ -80,7 +82,7 @@ def _tables(query: str) -> dict[str, str]:
 
 def _context(query: str, n: int) -> tuple[str | None, str | None]:
     """(column, operator) the parameter ``$n`` is compared with, operator seen from the column."""
-    param = rf"\$\d+\b" if n < 0 else rf"\${n}\b"
+    param = r"\$\d+\b" if n < 0 else rf"\${n}\b"
     m = re.search(_COMPARED + rf"(?:CAST\()?{param}", query)
     if m:
         return m.group("col"), m.group("op")
@@ -117,7 +119,7 @@ async def _from_stats(node: Node, query: str, col: str, op: str, type_name: str)
             column,
             schema,
         )
-    except Exception:  # noqa: BLE001 - a statistic that does not cast is no value, not a failure
+    except Exception:
         return None
 
 
@@ -131,9 +133,19 @@ async def _default(node: Node, query: str, n: int, type_name: str) -> Any:
     if re.search(rf"\bOFFSET\s+\${n}\b", query, re.I):
         return 0
     defaults = {
-        "int2": 1, "int4": 1, "int8": 1, "numeric": 1, "float8": 1.0, "float4": 1.0,
-        "text": "", "varchar": "", "bpchar": "", "bool": True, "jsonb": "{}", "json": "{}",
-    }  # fmt: skip
+        "int2": 1,
+        "int4": 1,
+        "int8": 1,
+        "numeric": 1,
+        "float8": 1.0,
+        "float4": 1.0,
+        "text": "",
+        "varchar": "",
+        "bpchar": "",
+        "bool": True,
+        "jsonb": "{}",
+        "json": "{}",
+    }
     if type_name in defaults:
         return defaults[type_name]
     if type_name.startswith("_"):

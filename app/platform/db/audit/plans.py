@@ -17,8 +17,11 @@ from app.platform.db.audit.model import Measurement, PlanSummary
 from app.platform.db.audit.nodes import Node
 from app.platform.db.audit.params import Bound
 
-_DML = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:insert|update|delete|merge)\b|\bwith\b.*\b(?:insert|"
-                  r"update|delete)\b", re.I | re.S)  # fmt: skip
+_DML = re.compile(
+    r"^\s*(?:/\*.*?\*/\s*)*(?:insert|update|delete|merge)\b|\bwith\b.*\b(?:insert|"
+    r"update|delete)\b",
+    re.I | re.S,
+)
 LARGE_TABLE_ROWS = 10_000
 
 
@@ -38,7 +41,9 @@ class Explained:
 
     @property
     def buffers(self) -> int:
-        return int(self.plan.get("Shared Hit Blocks", 0)) + int(self.plan.get("Shared Read Blocks", 0))
+        return int(self.plan.get("Shared Hit Blocks", 0)) + int(
+            self.plan.get("Shared Read Blocks", 0)
+        )
 
 
 async def run_explain(node: Node, bound: Bound, *, analyze: bool, timeout_ms: int) -> Explained:
@@ -73,9 +78,9 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def walk(plan: dict[str, Any], parents: tuple[dict[str, Any], ...] = ()) -> Iterator[
-    tuple[dict[str, Any], tuple[dict[str, Any], ...]]
-]:
+def walk(
+    plan: dict[str, Any], parents: tuple[dict[str, Any], ...] = ()
+) -> Iterator[tuple[dict[str, Any], tuple[dict[str, Any], ...]]]:
     """Every node of a plan with its ancestors (nearest last)."""
     yield plan, parents
     for child in plan.get("Plans", []):
@@ -101,13 +106,19 @@ def summarise(
         table = plan.get("Relation Name")
         if kind == "Seq Scan" and table and sizes.get(table, 0) >= LARGE_TABLE_ROWS:
             summary.seq_scans.append(
-                {"table": table, "rows": sizes[table], "filter": plan.get("Filter"),
-                 "removed": plan.get("Rows Removed by Filter")}  # fmt: skip
+                {
+                    "table": table,
+                    "rows": sizes[table],
+                    "filter": plan.get("Filter"),
+                    "removed": plan.get("Rows Removed by Filter"),
+                }
             )
         if analyzed:
             planned = float(plan.get("Plan Rows", 0))
             actual = float(plan.get("Actual Rows", 0))
-            if max(planned, actual) >= 100 and max(planned, actual) > 10 * max(1.0, min(planned, actual)):
+            if max(planned, actual) >= 100 and max(planned, actual) > 10 * max(
+                1.0, min(planned, actual)
+            ):
                 summary.misestimates.append(
                     {"node": kind, "table": table, "estimated": planned, "actual": actual}
                 )

@@ -148,7 +148,9 @@ def accesses(plan: dict[str, Any], text: str) -> list[Access]:
         access = Access(node.get("Schema", "public"), node["Relation Name"], alias)
         conditions = [node.get(k) for k in ("Filter", "Index Cond", "Recheck Cond")]
         conditions += [c.get("Index Cond") for c in node.get("Plans", [])]
-        conditions += [p.get(k) for p in parents for k in ("Hash Cond", "Merge Cond", "Join Filter")]
+        conditions += [
+            p.get(k) for p in parents for k in ("Hash Cond", "Merge Cond", "Join Filter")
+        ]
         for condition in filter(None, conditions):
             for atom in split_and(str(condition)):
                 _note_atom(access, atom, text)
@@ -166,7 +168,7 @@ def accesses(plan: dict[str, Any], text: str) -> list[Access]:
 
 
 def candidates(access: Access) -> list[Candidate]:
-    """Partial first (the narrowest that serves), then the constants as key columns, then covering."""
+    """Partial first (the narrowest that serves), then constants as key columns, then covering."""
     key = list(access.equality)
     if access.ranges:
         key.append(access.ranges[0])

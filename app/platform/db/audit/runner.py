@@ -35,22 +35,29 @@ async def _has_hypopg(node: Node) -> bool:
 
 
 async def _explain_and_advise(
-    node: Node, primary: Node, stmt: Statement, cfg: AuditConfig, hypopg: bool,
-    sizes: dict[str, float], report: Report,
-) -> None:  # fmt: skip
+    node: Node,
+    primary: Node,
+    stmt: Statement,
+    cfg: AuditConfig,
+    hypopg: bool,
+    sizes: dict[str, float],
+    report: Report,
+) -> None:
     try:
         bound = await bind(node, stmt.query)
         writes = changes_data(bound.text)
         found = await run_explain(node, bound, analyze=not writes, timeout_ms=cfg.advice.timeout_ms)
-    except Exception as exc:  # noqa: BLE001 - one statement that cannot be explained is a note
-        report.plans.append(PlanSummary(node.name, stmt.queryid, "none", False, None, error=str(exc)))
+    except Exception as exc:
+        report.plans.append(
+            PlanSummary(node.name, stmt.queryid, "none", False, None, error=str(exc))
+        )
         return
     report.plans.append(summarise(node.name, stmt.queryid, bound, found, sizes))
     if writes:
         return  # a data-changing statement is explained, not re-run: no timing to prove advice with
     try:
         got = await advise(node, primary, stmt, bound, found, sizes, cfg.advice, hypopg)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report.notes.append(f"{node.name} query {stmt.queryid}: no advice ({exc})")
         return
     for item in got:
@@ -77,7 +84,9 @@ async def run_audit(cfg: AuditConfig) -> Report:
             report.notes.append("pg_stat_statements reset on every node for this database")
         hypopg = await _has_hypopg(primary)
         if not hypopg:
-            report.notes.append("HypoPG is not installed: index advice is unchecked (CREATE EXTENSION hypopg)")
+            report.notes.append(
+                "HypoPG is not installed: index advice is unchecked (CREATE EXTENSION hypopg)"
+            )
         for node in nodes:
             report.top[node.name] = await statements.top_statements(node, cfg.top)
             if cfg.reset:

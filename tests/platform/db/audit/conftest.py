@@ -96,7 +96,9 @@ async def _load(url: str) -> None:
         await conn.copy_records_to_table(
             "probe_lookup", records=[(i, f"c{i}", "p" * 30) for i in range(20_000)]
         )
-        await conn.execute("CREATE INDEX ix_probe_order_tenant_created ON probe_order (tenant_id, created_at)")
+        await conn.execute(
+            "CREATE INDEX ix_probe_order_tenant_created ON probe_order (tenant_id, created_at)"
+        )
         await conn.execute("ANALYZE")
         # The statistics now say flag = 0 everywhere; then every row becomes flag = 1, with no
         # ANALYZE after it (VACUUM updates the row count, not the column statistics).
@@ -113,7 +115,10 @@ async def _load(url: str) -> None:
 
 async def _workload(settings: Settings) -> None:
     engines: list[AsyncEngine] = []
-    for target, url in (("primary", settings.database_url), ("replica", settings.replica_database_url)):
+    for target, url in (
+        ("primary", settings.database_url),
+        ("replica", settings.replica_database_url),
+    ):
         engine = create_async_engine(str(url), pool_size=1)
         instrument_engine(engine, target=target, settings=settings)
         engines.append(engine)

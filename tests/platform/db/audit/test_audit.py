@@ -41,15 +41,24 @@ def test_the_audit_advises_exactly_the_dropped_index_and_proves_it(report: Repor
     assert (item.columns, item.include, item.where) == (["tenant_id", "created_at"], [], None)
     assert item.status == "verified"
     assert item.cost_drop >= 0.9, item
-    assert item.speedup is not None and item.speedup >= 10, (item.before, item.after)
-    assert item.before is not None and item.after is not None
+    assert item.speedup is not None
+    assert item.speedup >= 10, (item.before, item.after)
+    assert item.before is not None
+    assert item.after is not None
     assert item.after.buffers < item.before.buffers
     assert item.saved_ms > 0
-    assert "inserts_per_s" in item.write_cost and "HOT" in item.write_cost["hot_note"]
+    assert "inserts_per_s" in item.write_cost
+    assert "HOT" in item.write_cost["hot_note"]
     # The plan it was proven with ran with the parameters the app really used.
-    plans = [p for p in report.plans if p.queryid == next(
-        s.queryid for s in report.top["primary"] if "FROM probe_order" in s.query)]  # fmt: skip
-    assert plans and plans[0].parameters == "sampled" and plans[0].analyzed
+    plans = [
+        p
+        for p in report.plans
+        if p.queryid
+        == next(s.queryid for s in report.top["primary"] if "FROM probe_order" in s.query)
+    ]
+    assert plans
+    assert plans[0].parameters == "sampled"
+    assert plans[0].analyzed
     assert any(s["table"] == "probe_order" for s in plans[0].seq_scans)
 
 
@@ -65,9 +74,12 @@ def test_a_candidate_hypopg_likes_but_timing_refutes_is_rejected_with_figures(
     assert len(rejected) == 1, (report.rejected, report.notes)
     (item,) = rejected
     assert item.cost_drop >= 0.5
-    assert item.speedup is not None and item.speedup < 2
-    assert item.before is not None and item.after is not None
-    assert f"{item.before.p50_ms:.3f}" in item.reason and f"{item.after.p50_ms:.3f}" in item.reason
+    assert item.speedup is not None
+    assert item.speedup < 2
+    assert item.before is not None
+    assert item.after is not None
+    assert f"{item.before.p50_ms:.3f}" in item.reason
+    assert f"{item.after.p50_ms:.3f}" in item.reason
     assert not [a for a in report.advice if a.table == "probe_flag"]
 
 
@@ -76,12 +88,14 @@ def test_seed_migration_and_audit_statements_are_left_out(report: Report) -> Non
         for s in top:
             word = s.query.lstrip().split()[0].lower()
             assert word in ("select", "insert", "update", "delete", "with"), (node, s.query)
-            assert "app_audit" not in s.query and "pg_catalog" not in s.query
+            assert "app_audit" not in s.query
+            assert "pg_catalog" not in s.query
 
 
 def test_the_replicas_statements_are_read_too(report: Report) -> None:
     found = [s for s in report.top["replica"] if "FROM probe_lookup" in s.query]
-    assert found and found[0].calls == 20
+    assert found
+    assert found[0].calls == 20
     assert found[0].route == "GET /v1/probe/lookup"
 
 
@@ -101,9 +115,13 @@ def test_an_index_scanned_only_on_the_replica_is_not_unused(lab: Lab, report: Re
 
 
 def test_a_foreign_key_without_an_index_is_reported(report: Report) -> None:
-    (finding,) = [f for f in report.findings if f.check == "fk_without_index" and "probe_invoice" in f.subject]
+    (finding,) = [
+        f for f in report.findings if f.check == "fk_without_index" and "probe_invoice" in f.subject
+    ]
     assert finding.evidence["columns"] == ["customer_id"]
-    assert finding.fix_sql == 'CREATE INDEX CONCURRENTLY ON "public"."probe_invoice" ("customer_id");'
+    assert (
+        finding.fix_sql == 'CREATE INDEX CONCURRENTLY ON "public"."probe_invoice" ("customer_id");'
+    )
 
 
 async def test_reset_needs_the_monitoring_role(lab: Lab) -> None:

@@ -63,8 +63,15 @@ async def _traffic(stack: Stack) -> None:
             ):
                 response = await client.get(path, params=params, headers=headers)
                 assert response.status_code == 200, (path, response.text)
-            events = [{"type": "search", "search_id": str(uuid.uuid4()), "query": "lamp",
-                       "result_count": 3} for _ in range(20)]  # fmt: skip
+            events = [
+                {
+                    "type": "search",
+                    "search_id": str(uuid.uuid4()),
+                    "query": "lamp",
+                    "result_count": 3,
+                }
+                for _ in range(20)
+            ]
             response = await client.post(
                 "/v1/analytics/events", json={"anonymous_id": f"a{i}", "events": events}
             )
@@ -92,7 +99,7 @@ def test_the_shipped_schema_under_its_own_traffic_needs_no_index(shipped: Report
     for statement in reports:
         plan = explained[statement.queryid]
         assert (plan.analyzed, plan.parameters, plan.error) == (True, "sampled", None), plan
-        assert statement.module == "analytics" and statement.route
+        assert statement.module == "analytics"
+        assert statement.route
     assert shipped.advice == [], [a.definition for a in shipped.advice]
     assert not [f for f in shipped.findings if f.check == "invalid_index"]
-
