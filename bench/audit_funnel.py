@@ -2,11 +2,11 @@
 
 On the local stack after ``make seed PRESET=large RESET=1`` (APP_* settings as for ``make run``):
 drops ``ix_analytics_event_click_search_id``, resets the statistics, runs the funnel report over
-one hour through the app a few times, runs the audit with ``--verify`` in this process (so it
-explains with the parameters the app's instrumentation sampled), prints the top 5 of each node,
-the advice and its measured before/after, and puts the original index back.
+the last ``--minutes`` of the seed through the app a few times, runs the audit with ``--verify``
+in this process (so it explains with the parameters the app's instrumentation sampled), prints
+the top 5 of each node, the advice and its measured before/after, and puts the index back.
 
-    python -m bench.audit_funnel --calls 3 --runs 3
+    python -m bench.audit_funnel --minutes 10 --calls 2 --runs 3
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ DEFINITION = (
 )
 
 
-async def _report_calls(settings: Settings, calls: int, end: datetime) -> list[float]:
+async def _report_calls(settings: Settings, calls: int, end: datetime, minutes: int) -> list[float]:
     app = create_app(settings)
     token = create_access_token(settings, uuid.uuid4(), ("member", "admin"))
-    params = {"from": (end - timedelta(hours=1)).isoformat(), "to": end.isoformat()}
+    params = {"from": (end - timedelta(minutes=minutes)).isoformat(), "to": end.isoformat()}
     took = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -72,7 +72,7 @@ async def main(args: argparse.Namespace) -> None:
         await owner.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
         replicas = [with_credentials_of(str(settings.replica_database_url), audit_url)]
         await run_audit(AuditConfig(audit_url, replicas, reset=True))
-        took = await _report_calls(settings, args.calls, end or datetime.now(UTC))
+        took = await _report_calls(settings, args.calls, end or datetime.now(UTC), args.minutes)
         print(f"funnel report without {INDEX}: " + ", ".join(f"{t:.1f} s" for t in took))
         cfg = AuditConfig(
             audit_url, replicas, top=5, explain=5,
@@ -92,6 +92,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3, help="funnel reports before the audit")
+    parser.add_argument("--minutes", type=int, default=60, help="the report's window")
     parser.add_argument("--runs", type=int, default=3, help="--verify re-runs before and after")
     parser.add_argument("--timeout-ms", type=int, default=900_000)
     parser.add_argument("--markdown", help="also write the audit's Markdown report here")
