@@ -138,6 +138,22 @@ def _note_atom(access: Access, atom: str, text: str) -> None:
         access.ranges.append(col)
 
 
+_LITERAL = r"\s*=\s*('(?:[^']|'')*'|-?\d+(?![\w.]))"
+
+
+def _literal_constants(access: Access, text: str) -> None:
+    """Constants the statement writes for this table: a partial index that serves the scan
+    implies them, and then the plan shows them in no condition at all."""
+    found = re.findall(rf"\b{re.escape(access.alias)}\.(\w+){_LITERAL}", text)
+    if not found and not re.search(r"\bJOIN\b|,\s*\w+\s+(?:AS\s+)?\w+\s+WHERE", text, re.I):
+        found = re.findall(rf"(?<![\w.])(\w+){_LITERAL}", text)
+    known = {col for col, _ in access.constants}
+    for col, literal in found:
+        if col not in known and col not in access.equality:
+            access.constants.append((col, f"{col} = {literal}"))
+            known.add(col)
+
+
 def accesses(plan: dict[str, Any], text: str) -> list[Access]:
     """Each table scan of the plan with the conditions, joins and sort it is read with."""
     found = []
@@ -162,6 +178,7 @@ def accesses(plan: dict[str, Any], text: str) -> list[Access]:
                     if col and col not in access.sort:
                         access.sort.append(col)
                 break
+        _literal_constants(access, text)
         access.output = [c for o in node.get("Output", []) if (c := _own(o.strip("()"), alias))]
         found.append(access)
     return found
