@@ -196,9 +196,10 @@ async def verify(node: Node, primary: Node, bound: Bound, item: Advice, options:
     )
     name = _index_name(candidate)
     item.before = await measure(node, bound, options.runs, options.timeout_ms)
-    await primary.execute(candidate.definition(name, concurrently=True))
     keep = False
     try:
+        # Inside the try: a build that fails half-way leaves an invalid index to drop.
+        await primary.execute(candidate.definition(name, concurrently=True))
         await _wait_visible(node, name)
         item.after = await measure(node, bound, options.runs, options.timeout_ms)
         speedup = item.speedup or 0.0
