@@ -179,7 +179,8 @@ def accesses(plan: dict[str, Any], text: str) -> list[Access]:
                         access.sort.append(col)
                 break
         _literal_constants(access, text)
-        access.output = [c for o in node.get("Output", []) if (c := _own(o.strip("()"), alias))]
+        outputs = (_own(o.strip("()"), alias) for o in node.get("Output", []))
+        access.output = [c for c in outputs if c and re.fullmatch(r"[A-Za-z_]\w*", c)]
         found.append(access)
     return found
 
