@@ -22,6 +22,7 @@ _NULL = re.compile(r"^\(?(?P<lhs>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)\)?\s+IS\s+(?P<
 _COLREF = re.compile(r"^\(?(?P<alias>[A-Za-z_]\w*)\.(?P<col>[A-Za-z_]\w*)\)?(?:::[\w ]+)?$")
 _CAST = re.compile(r"::[\w ]+(?:\[\])?$")
 _MAX_INCLUDE = 4
+_COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _literal_constants(access: Access, text: str) -> None:
 
 def accesses(plan: dict[str, Any], text: str) -> list[Access]:
     """Each table scan of the plan with the conditions, joins and sort it is read with."""
+    text = _COMMENTS.sub(" ", text)  # the module/route tag holds "module='x'": no predicate
     found = []
     for node, parents in walk(plan):
         if node.get("Node Type") not in _SCANS or "Relation Name" not in node:
