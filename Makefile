@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ run: migrate ## start databases, migrate, load demo data (first run only), serve
 monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app and databases; Ctrl-C stops
 	@$(PY) -m tools.monitor
 
+audit: db ## the database audit on the local stack (ARGS=--verify, --json, --markdown FILE, ...)
+	@APP_AUDIT_DATABASE_URL="$${APP_AUDIT_DATABASE_URL:-$$($(PY) -m tools.pgstack env | sed -n 's/^APP_AUDIT_DATABASE_URL=//p')}" \
+		$(PY) -m app db audit $(ARGS)
+
 stop: ## stop the local databases
 	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack stop; else $(PYTHON) -m tools.pgstack stop; fi
 
@@ -91,6 +95,9 @@ bench-events: $(STAMP) ## outbox benchmark: commit-to-listener latency, deliveri
 
 bench-http: $(STAMP) ## HTTP instrumentation overhead: off / ours / instrumentator, side by side (~2.5 min)
 	$(PY) -m bench.http_overhead $(BENCH_ARGS)
+
+bench-sql-tag: $(STAMP) ## the module/route SQL comment's cost: hook ns and SELECT 1 round trips, off vs on
+	$(PY) -m bench.sql_tag $(BENCH_ARGS)
 
 bench-http-instructions: $(STAMP) ## the same variants' CPU instructions a request, under valgrind (~5 min)
 	$(PY) -m bench.http_instructions $(BENCH_ARGS)

@@ -418,6 +418,72 @@ def architecture(
     typer.echo(f"wrote {diagram.DIAGRAM}")
 
 
+db_app = typer.Typer(help="Look into the database: the audit of its statements and indexes.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("audit")
+def db_audit(
+    top: Annotated[int, typer.Option(min=1, help="statements per node")] = 20,
+    explain: Annotated[int, typer.Option(min=0, help="of those, how many to EXPLAIN")] = 10,
+    reset: Annotated[
+        bool, typer.Option(help="reset pg_stat_statements of this database on every node")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option(help="build each advised index (CONCURRENTLY) and time it")
+    ] = False,
+    apply: Annotated[bool, typer.Option(help="keep the indexes --verify proves")] = False,
+    runs: Annotated[int, typer.Option(min=1, help="re-runs before and after, for --verify")] = 7,
+    timeout_ms: Annotated[int, typer.Option(min=1, help="statement timeout of each run")] = 60_000,
+    replica: Annotated[
+        list[str] | None,
+        typer.Option(help="a replica's URL (repeatable; default: APP_REPLICA_DATABASE_URL)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    markdown: Annotated[str | None, typer.Option(help="also write a Markdown report here")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="a stored --json report: exit 1 on anything new")
+    ] = None,
+) -> None:
+    """Top statements per node, their plans, index advice proven by HypoPG and timing, health."""
+    import asyncio
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from app.platform.config import get_settings
+    from app.platform.db.audit import report as out
+    from app.platform.db.audit.advice import Options
+    from app.platform.db.audit.nodes import with_credentials_of
+    from app.platform.db.audit.runner import AuditConfig, run_audit
+
+    settings = get_settings()
+    primary = str(settings.audit_database_url or settings.database_url)
+    if replica is None and settings.replica_database_url is not None:
+        replica = [with_credentials_of(str(settings.replica_database_url), primary)]
+    cfg = AuditConfig(
+        primary_url=primary,
+        replica_urls=replica or [],
+        top=top,
+        explain=explain,
+        reset=reset,
+        advice=Options(verify=verify or apply, apply=apply, runs=runs, timeout_ms=timeout_ms),
+    )
+    result = asyncio.run(run_audit(cfg))
+    if as_json:
+        typer.echo(out.to_json(result))
+    else:
+        out.render(result, Console(width=200))
+    if markdown:
+        Path(markdown).write_text(out.to_markdown(result), encoding="utf-8")
+    if baseline:
+        new = out.new_since(result, Path(baseline))
+        for key in new:
+            typer.echo(f"new: {key}", err=True)
+        if new:
+            raise typer.Exit(1)
+
+
 @app.command()
 def openapi() -> None:
     """Print the OpenAPI document (for clients, contract tests and schemathesis)."""

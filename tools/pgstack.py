@@ -32,6 +32,10 @@ APP_USER = "app"
 APP_PASSWORD = "app"  # noqa: S105 - a local throwaway cluster that listens on loopback only
 APP_DB = "app"
 SLOT = "replica1"
+# The database audit's monitoring role (python -m app db audit): statistics, their reset, and
+# membership of the app's role so --verify may build an index on the app's tables.
+AUDIT_USER = "app_audit"
+AUDIT_PASSWORD = "app_audit"  # noqa: S105 - loopback-only local cluster, like APP_PASSWORD
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup, postgres) were not found on PATH "
@@ -208,6 +212,10 @@ class Stack:
     def replica_url(self) -> str:
         return self.url(self.replica_port)
 
+    @property
+    def audit_url(self) -> str:
+        return f"postgresql://{AUDIT_USER}:{AUDIT_PASSWORD}@127.0.0.1:{self.primary_port}/{APP_DB}"
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Create what is missing, then start both nodes. Existing data is reused."""
@@ -218,6 +226,7 @@ class Stack:
         if not self.primary.exists():
             self._init_primary()
         self.primary.start()
+        self._ensure_audit_role()
         if not self.replica.exists():
             self._init_replica()
         self.replica.start()
@@ -289,6 +298,30 @@ class Stack:
             node.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", db=db)
         # The app reads replay state and replication statistics for /readyz and routing.
         node.psql(f"GRANT pg_monitor TO {APP_USER}")
+
+    def _ensure_audit_role(self) -> None:
+        """The audit's monitoring role and HypoPG, also on a stack created before they existed.
+
+        template1 gets the extensions and the grant too, so a database created later (a test's,
+        a second tenant's) can be audited the same way.
+        """
+        node = self.primary
+        exists = node.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{AUDIT_USER}'")  # noqa: S608
+        if not exists:
+            node.psql(
+                f"CREATE ROLE {AUDIT_USER} LOGIN PASSWORD '{AUDIT_PASSWORD}' "
+                f"IN ROLE pg_monitor, {APP_USER}"
+            )
+        hypopg = bool(node.psql("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'"))
+        for db in (APP_DB, "postgres", "template1"):
+            node.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", db=db)
+            if hypopg:
+                node.psql("CREATE EXTENSION IF NOT EXISTS hypopg", db=db)
+            node.psql(
+                "GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) "
+                f"TO {AUDIT_USER}",
+                db=db,
+            )
 
     def _init_replica(self) -> None:
         node = self.replica
@@ -388,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "env":
             print(f"APP_DATABASE_URL={stack.primary_url}")
             print(f"APP_REPLICA_DATABASE_URL={stack.replica_url}")
+            print(f"APP_AUDIT_DATABASE_URL={stack.audit_url}")
     except StackError as exc:
         print(f"pgstack: {exc}", file=sys.stderr)
         return 1

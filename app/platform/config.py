@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     db_n_plus_one_strict: bool = Field(
         default=False, description="raise on an N+1 instead of counting and warning (tests)"
     )
+    db_sql_comments: bool = Field(
+        default=True, description="append /*module='..',route='..'*/ to every statement"
+    )
+    db_sample_slow_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description="keep the parameters of statements slower than this; 0: off",
+    )
+    # The database audit (python -m app db audit): a monitoring role, not the app's user. Empty:
+    # the app's own URL. The replicas are reached with these credentials on the hosts and ports
+    # of APP_REPLICA_DATABASE_URL.
+    audit_database_url: PostgresDsn | None = None
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)

@@ -14,11 +14,14 @@ set -Eeuo pipefail
 : "${REPLICATION_SLOTS:=$REPLICATION_SLOT}"
 : "${EXPORTER_USER:=exporter}"
 : "${EXPORTER_PASSWORD:=exporter}"
+: "${AUDIT_USER:=app_audit}"
+: "${AUDIT_PASSWORD:=app_audit}"
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -v app_user="$APP_DB_USER" -v app_password="$APP_DB_PASSWORD" -v app_db="$APP_DB_NAME" \
     -v repl_user="$REPLICATION_USER" -v repl_password="$REPLICATION_PASSWORD" \
-    -v exporter_user="$EXPORTER_USER" -v exporter_password="$EXPORTER_PASSWORD" <<'SQL'
+    -v exporter_user="$EXPORTER_USER" -v exporter_password="$EXPORTER_PASSWORD" \
+    -v audit_user="$AUDIT_USER" -v audit_password="$AUDIT_PASSWORD" <<'SQL'
 -- CREATEDB, not superuser: the app owns its database and nothing else.
 CREATE ROLE :"app_user" LOGIN PASSWORD :'app_password' CREATEDB;
 CREATE DATABASE :"app_db" OWNER :"app_user";
@@ -31,6 +34,10 @@ CREATE ROLE :"repl_user" WITH REPLICATION LOGIN PASSWORD :'repl_password';
 -- postgres-exporter reads statistics only.
 CREATE ROLE :"exporter_user" LOGIN PASSWORD :'exporter_password';
 GRANT pg_monitor TO :"exporter_user";
+
+-- The database audit (python -m app db audit): every statistic, and membership of the app's role
+-- so that --verify may build (and drop) an index on the app's tables. Not a superuser.
+CREATE ROLE :"audit_user" LOGIN PASSWORD :'audit_password' IN ROLE pg_monitor, :"app_user";
 SQL
 
 # A slot per replica keeps the WAL it still needs across its restarts (bounded by
@@ -43,7 +50,14 @@ done
 
 for db in "$APP_DB_NAME" postgres; do
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" \
-        -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+        -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+        -c "GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO \"$AUDIT_USER\""
+    # HypoPG checks the audit's index advice; the stock image lacks it (the audit then says so).
+    if psql --username "$POSTGRES_USER" --dbname "$db" -tAc \
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'" | grep -q 1; then
+        psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" \
+            -c "CREATE EXTENSION IF NOT EXISTS hypopg"
+    fi
 done
 
 # The image's default pg_hba.conf admits replication from loopback only. samenet is the compose

@@ -5,17 +5,24 @@ Every statement is attributed to the current observation scope (the HTTP request
 delivery running it; ``platform`` outside any), counted on that scope, and its normalized shape
 is tallied: the ``threshold``-th execution of one shape within one scope is an N+1, which bumps
 ``db_n_plus_one_total``, logs one warning and, in strict mode (the tests), raises.
+
+Each statement also leaves with a sqlcommenter-style comment naming its module and route, so
+``pg_stat_statements`` (and the database audit that reads it) can tell who issues it; and a
+statement slower than ``db_sample_slow_ms`` keeps its parameters as a sample the audit can
+EXPLAIN with.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client.metrics import Histogram
 from sqlalchemy import event
@@ -111,6 +118,64 @@ def count_queries() -> Iterator[QueryLog]:
         _counting.reset(token)
 
 
+# --- the sqlcommenter tag and the slow-statement samples ---------------------------------------
+
+_tags: dict[tuple[str, str], str] = {}
+_ROUTE_SAFE = "/{}"  # readable route templates; quote() still encodes "*", "'" and spaces
+
+
+def sql_tag(module: str, route: str) -> str:
+    """The comment appended to a statement run for ``module`` and ``route`` (sqlcommenter style).
+
+    Cached per (module, route): an app has a few dozen routes, and the hot path then pays one
+    dict lookup and one string concatenation a statement (bench: make bench-sql-tag).
+    """
+    key = (module, route)
+    found = _tags.get(key)
+    if found is None:
+        if len(_tags) >= _CACHE_LIMIT:
+            _tags.clear()
+        # URL-encoded values (the sqlcommenter rule) can never close the comment early.
+        found = _tags[key] = (
+            f" /*module='{quote(module, safe='')}',route='{quote(route, safe=_ROUTE_SAFE)}'*/"
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One slow execution of a statement: its text, the parameters it ran with, who ran it."""
+
+    statement: str
+    parameters: Any
+    module: str
+    route: str
+    seconds: float
+
+
+_SAMPLE_LIMIT = 256
+_samples: OrderedDict[str, Sample] = OrderedDict()
+
+
+def samples() -> dict[str, Sample]:
+    """The latest slow sample of each statement shape seen by this process (shape -> sample)."""
+    return dict(_samples)
+
+
+def clear_samples() -> None:
+    _samples.clear()
+
+
+def _keep_sample(statement: str, parameters: Any, seconds: float) -> None:
+    shape = classify(statement)[1]
+    scope = current_scope()
+    module, route = (scope.module, scope.route) if scope is not None else (PLATFORM, "")
+    _samples[shape] = Sample(statement, parameters, module, route, seconds)
+    _samples.move_to_end(shape)
+    while len(_samples) > _SAMPLE_LIMIT:
+        _samples.popitem(last=False)
+
+
 # --- the pool ---------------------------------------------------------------------------------
 
 
@@ -160,6 +225,10 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
     """Time every statement on ``engine`` and feed the N+1 detector; report its pool."""
     threshold = settings.db_n_plus_one_threshold
     strict = settings.db_n_plus_one_strict
+    tagging = settings.db_sql_comments
+    slow = settings.db_sample_slow_ms / 1000 if settings.db_sample_slow_ms > 0 else None
+    platform_tag = sql_tag(PLATFORM, "")
+    route_tags: dict[str, tuple[str, str]] = {}
     children: dict[tuple[str, str], Histogram] = {}
 
     def child(module: str, operation: str) -> Histogram:
@@ -176,7 +245,7 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         parameters: Any,
         context: ExecutionContext | None,
         executemany: bool,
-    ) -> None:
+    ) -> tuple[str, Any]:
         operation, shape = classify(statement)
         for found in _counting.get():
             found.statements.append(statement)
@@ -192,6 +261,19 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         if context is not None:
             context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
             context._obs_operation = operation  # type: ignore[attr-defined]
+        if tagging:
+            if scope is None:
+                statement += platform_tag
+            else:
+                # Keyed by the route alone (no tuple to build); the module is checked, not trusted.
+                tag = route_tags.get(scope.route)
+                if tag is None or tag[0] != scope.module:
+                    tag = route_tags[scope.route] = (
+                        scope.module,
+                        sql_tag(scope.module, scope.route),
+                    )
+                statement += tag[1]
+        return statement, parameters
 
     def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:
         m.DB_N_PLUS_ONE.labels(scope.module, scope.route).inc()
@@ -208,16 +290,17 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
                 f"N+1: {scope.route} ({scope.module}) ran this statement {seen} times: {shape}"
             )
 
-    def finish(context: ExecutionContext | None) -> None:
+    def finish(context: ExecutionContext | None, statement: str, parameters: Any) -> None:
         started: float | None = getattr(context, "_obs_started", None)
         if started is None:
             return
         context._obs_started = None  # type: ignore[union-attr]
         scope = current_scope()
         module = scope.module if scope is not None else PLATFORM
-        child(module, context._obs_operation).observe(  # type: ignore[union-attr]
-            time.perf_counter() - started
-        )
+        took = time.perf_counter() - started
+        child(module, context._obs_operation).observe(took)  # type: ignore[union-attr]
+        if slow is not None and took >= slow:
+            _keep_sample(statement, parameters, took)
 
     def after(
         conn: Connection,
@@ -227,14 +310,19 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         context: ExecutionContext | None,
         executemany: bool,
     ) -> None:
-        finish(context)
+        finish(context, statement, parameters)
 
     def failed(exception_context: ExceptionContext) -> None:
         # A statement that timed out or failed still took its time: it is the one to see.
-        finish(exception_context.execution_context)
+        finish(
+            exception_context.execution_context,
+            exception_context.statement or "",
+            exception_context.parameters,
+        )
 
     sync_engine = engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", before)
+    # retval: the listener returns the statement to run, with its module/route comment.
+    event.listen(sync_engine, "before_cursor_execute", before, retval=True)
     event.listen(sync_engine, "after_cursor_execute", after)
     event.listen(sync_engine, "handle_error", failed)
     pool = sync_engine.pool
