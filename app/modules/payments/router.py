@@ -26,7 +26,12 @@ from app.modules.payments.schemas import (
 )
 from app.platform.db import PrimarySession, ReadSession
 from app.platform.errors import PROBLEM_CONTENT_TYPE
-from app.platform.security import AdminPrincipal, CurrentPrincipal, OptionalPrincipal
+from app.platform.security import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    FreshPrincipal,
+    OptionalPrincipal,
+)
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -122,7 +127,7 @@ async def get_product(
 )
 async def checkout(
     body: CheckoutRequest,
-    principal: CurrentPrincipal,
+    principal: FreshPrincipal,
     key: IdempotencyKey,
     sessions: Sessions,
     provider: Provider,
@@ -170,7 +175,7 @@ async def refund_order(
     body: RefundRequest,
     response: Response,
     session: PrimarySession,
-    principal: CurrentPrincipal,
+    principal: FreshPrincipal,
     key: IdempotencyKey,
     provider: Provider,
     settings: AppSettings,
