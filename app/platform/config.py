@@ -167,6 +167,8 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
+        if value is None:
+            return ()
         if isinstance(value, str):
             value = tuple(v.strip() for v in value.split(",") if v.strip())
         if isinstance(value, list | tuple):

@@ -125,7 +125,7 @@ async def token_is_current(
     conn: AsyncConnection, user_id: uuid.UUID, epoch: int, session_id: uuid.UUID | None
 ) -> bool:
     """One statement: the epoch is the account's, and the sign-in (if named) is not revoked."""
-    current = select(_EPOCH).select_from(TokenEpoch).where(TokenEpoch.user_id == user_id)
+    current = select(TokenEpoch.epoch).where(TokenEpoch.user_id == user_id)
     epoch_ok = func.coalesce(current.scalar_subquery(), 0) == epoch
     signed_in: ColumnElement[bool] = literal(True)
     if session_id is not None:
