@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from math import ceil
 
 from sqlalchemy import DateTime, Integer, String, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -48,14 +49,6 @@ _SWEEP = text("DELETE FROM platform_rate_limit WHERE window_start < now() - inte
 _WINDOW = (
     "to_timestamp(floor(extract(epoch FROM now()) / CAST(:w AS integer)) * CAST(:w AS integer))"
 )
-_COUNT = text(
-    "INSERT INTO platform_rate_limit (key, window_start, hits) "  # noqa: S608
-    f"VALUES (:k, {_WINDOW}, 1) "
-    "ON CONFLICT (key, window_start) "
-    "DO UPDATE SET hits = platform_rate_limit.hits + 1 "
-    "RETURNING hits, ceil(extract(epoch FROM window_start "
-    "+ CAST(:w AS integer) * interval '1 second' - now()))"
-)
 _UNCOUNT = text(
     "UPDATE platform_rate_limit SET hits = hits - 1 "  # noqa: S608
     f"WHERE key = :k AND window_start = {_WINDOW} AND hits > 0"
@@ -72,18 +65,30 @@ class RateLimiter:
     async def consume(self, *checks: Check) -> None:
         """Count one attempt against every (limit, subject), or against none and raise 429.
 
-        The counters are taken in key order, so concurrent attempts on overlapping subjects
-        queue on the same row locks instead of deadlocking.
+        One statement counts them all, taking the rows in key order (concurrent attempts on
+        overlapping subjects queue on the same row locks instead of deadlocking), so a row is
+        locked for one round trip: bursts on one account queue briefly, never for long.
         """
-        ordered = sorted(checks, key=lambda c: c[0].key(c[1]))
+        by_key = {limit.key(subject): limit for limit, subject in checks}
+        keys = sorted(by_key)
+        rows = ", ".join(
+            f"(:k{i}, to_timestamp(floor(extract(epoch FROM now()) / CAST(:w{i} AS integer)) "
+            f"* CAST(:w{i} AS integer)), 1)"
+            for i in range(len(keys))
+        )
+        params: dict[str, object] = {f"k{i}": k for i, k in enumerate(keys)}
+        params.update({f"w{i}": by_key[k].window_seconds for i, k in enumerate(keys)})
+        count = text(
+            f"INSERT INTO platform_rate_limit (key, window_start, hits) VALUES {rows} "  # noqa: S608
+            "ON CONFLICT (key, window_start) DO UPDATE SET hits = platform_rate_limit.hits + 1 "
+            "RETURNING key, hits, extract(epoch FROM window_start - now())::float"
+        )
         async with self.engine.connect() as conn, conn.begin() as tx:
-            refused: list[tuple[Limit, int]] = []
-            for limit, subject in ordered:
-                row = (
-                    await conn.execute(_COUNT, {"k": limit.key(subject), "w": limit.window_seconds})
-                ).one()
-                if row[0] > limit.limit:
-                    refused.append((limit, int(row[1])))
+            refused = [
+                (by_key[key], by_key[key].window_seconds + ceil(started))
+                for key, hits, started in (await conn.execute(count, params)).all()
+                if hits > by_key[key].limit
+            ]
             if refused:
                 await tx.rollback()
                 limit, retry_after = max(refused, key=lambda r: r[1])
