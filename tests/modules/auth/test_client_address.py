@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +13,8 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.ratelimit import client_address, parse_networks
-from tools.pgstack import Stack, free_port
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.modules.auth.conftest import serve, stop
+from tools.pgstack import Stack
 
 PROXIES = parse_networks(["10.0.0.0/8", "192.168.1.5"])
 
@@ -76,6 +70,12 @@ async def proxied_app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
+def _fresh_address(host: int) -> str:
+    """An address no other test counted against (the limits' counters outlive a test)."""
+    n = uuid.uuid4().int
+    return f"100.{64 + n % 64}.{(n >> 8) % 256}.{host + 1}"
+
+
 def _client(app: FastAPI, peer: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(peer, 4000))
     return httpx.AsyncClient(transport=transport, base_url="http://t")
@@ -96,55 +96,17 @@ async def _spray(client: httpx.AsyncClient, forwarded: list[str]) -> list[int]:
 async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(
     untrusting_app: FastAPI,
 ) -> None:
-    async with _client(untrusting_app, f"203.0.113.{uuid.uuid4().int % 250}") as client:
+    async with _client(untrusting_app, _fresh_address(1)) as client:
         statuses = await _spray(client, [f"198.51.100.{i}" for i in range(4)])
     assert statuses == [401, 401, 401, 429]
 
 
 async def test_a_trusted_proxys_forwarded_for_is_believed(proxied_app: FastAPI) -> None:
     async with _client(proxied_app, "10.20.30.40") as proxy:
-        base = uuid.uuid4().int % 200
         # Four clients behind the proxy: each has its own budget ...
-        assert await _spray(proxy, [f"198.51.{base}.{i}" for i in range(4)]) == [401] * 4
+        assert await _spray(proxy, [_fresh_address(i) for i in range(4)]) == [401] * 4
         # ... and one client is limited by its own address, not the proxy's.
-        assert await _spray(proxy, [f"198.51.{base + 1}.1"] * 4) == [401, 401, 401, 429]
-
-
-def _serve(stack: Stack, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``python -m app serve`` on a free port, waited for under a generous ceiling."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "APP_ENV": "test",
-            "APP_DATABASE_URL": stack.primary_url,
-            "APP_REPLICA_DATABASE_URL": stack.replica_url,
-            **env,
-        },
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    process.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(process.base_url + "/healthz", timeout=5).status_code == 200:  # type: ignore[attr-defined]
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"server did not come up:\n{log.read_text(errors='replace')}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        assert await _spray(proxy, [_fresh_address(9)] * 4) == [401, 401, 401, 429]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +118,11 @@ def test_the_server_process_believes_forwarded_for_only_from_trusted_proxies(
     migrated: Stack, tmp_path: Path, trusted: str, expected: list[int]
 ) -> None:
     env = {"APP_AUTH_LOGIN_FAILURES_PER_IP": "3", "APP_TRUSTED_PROXIES": trusted}
-    process = _serve(migrated, tmp_path / "server.log", env)
+    # Every served test connects from 127.0.0.1: start this one's budget for it from zero.
+    migrated.primary.psql(
+        "DELETE FROM platform_rate_limit WHERE key = 'login-ip:127.0.0.1'", db="app"
+    )
+    process = serve(migrated, tmp_path / "server.log", env)
     try:
         base = uuid.uuid4().int % 200
         statuses = [
@@ -169,5 +135,5 @@ def test_the_server_process_believes_forwarded_for_only_from_trusted_proxies(
             for i in range(4)
         ]
     finally:
-        _stop(process)
+        stop(process)
     assert statuses == expected
