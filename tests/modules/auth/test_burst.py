@@ -55,9 +55,12 @@ async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
     account: Account = await make_account()
     limit = burst_app.state.settings.auth_login_failures_per_account_and_ip
     latencies: list[float] = []
-    done = asyncio.Event()
+    done, warm = asyncio.Event(), asyncio.Event()
 
     async def poll(client: httpx.AsyncClient) -> None:
+        # The app's first request pays one-off costs that are not the burst's doing.
+        assert (await client.get("/healthz")).status_code == 200
+        warm.set()
         while not done.is_set():
             start = time.perf_counter()
             assert (await client.get("/healthz")).status_code == 200
@@ -69,6 +72,7 @@ async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
         client_from(burst_app, "198.51.100.8") as poller,
     ):
         polling = asyncio.create_task(poll(poller))
+        await warm.wait()
         statuses = Counter(
             await asyncio.gather(*(wrong_login(attacker, account.email) for _ in range(30)))
         )
