@@ -45,7 +45,9 @@ def serve(
         log_config=None,
         # The app writes its own access log line (with module, route and query count).
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-For is believed only from APP_TRUSTED_PROXIES, by the app itself
+        # (uvicorn's default would believe it from any local peer).
+        proxy_headers=False,
         server_header=False,
     )
 

@@ -12,8 +12,15 @@ from fastapi import APIRouter, FastAPI
 
 from app.modules.analytics import listeners as analytics
 from app.modules.analytics.router import router as analytics_router
-from app.modules.auth.interface import EmailVerified, PasswordResetRequested, UserSignedUp
+from app.modules.auth.interface import (
+    EmailVerified,
+    PasswordResetAsked,
+    PasswordResetRequested,
+    UserSignedUp,
+)
+from app.modules.auth.listeners import AuthListeners
 from app.modules.auth.router import router as auth_router
+from app.modules.auth.service import principal_is_current
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
 from app.modules.notifications.router import router as notifications_router
@@ -37,10 +44,21 @@ MODULE_ROUTERS: tuple[APIRouter, ...] = (
 def mount_modules(app: FastAPI) -> None:
     for router in MODULE_ROUTERS:
         app.include_router(router)
+    bind_ports(app)
+
+
+def bind_ports(app: FastAPI) -> None:
+    """The ports the platform's dependencies call, bound to the module that answers them."""
+    # Admin and money routes ask auth whether a token was revoked (app/platform/security.py).
+    app.state.principal_check = principal_is_current
 
 
 def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTRY) -> None:
     """Subscribe every module's listeners (again: idempotent, the last settings win)."""
+    auth = AuthListeners(settings)
+    registry.subscribe(
+        PasswordResetAsked, auth.on_password_reset_asked, name="auth.issue_password_reset"
+    )
     notifications = NotificationListeners(build_sender(settings))
     registry.subscribe(
         NotificationRequested,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PostgresDsn, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "workshop", "staging", "production"]
 
@@ -78,7 +79,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
     jwt_issuer: str = "saas-backend"
     jwt_audience: str = "saas-backend-api"
-    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    # Reads trust an access token until it expires, so this bounds how long a revoked one still
+    # reads (admin and money routes check it against the account at once: docs/auth.md).
+    access_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
 
     # auth: argon2id cost (argon2-cffi's RFC 9106 low-memory profile by default); changing them
@@ -91,9 +94,21 @@ class Settings(BaseSettings):
     auth_refresh_token_ttl_days: int = Field(default=30, ge=1)
     auth_verification_ttl_hours: int = Field(default=24, ge=1)
     auth_reset_ttl_minutes: int = Field(default=30, ge=1)
-    auth_login_failures_per_account: int = Field(default=5, ge=1)
+    # Failed logins: a tight limit per (account, client address), so a guesser is stopped
+    # without locking the owner out elsewhere; a looser one per account (OWASP ASVS: at most
+    # 100 an hour), against guessing from many addresses; one per address, across accounts.
+    auth_login_failures_per_account_and_ip: int = Field(default=5, ge=1)
     auth_login_failures_per_ip: int = Field(default=20, ge=1)
     auth_login_window_seconds: int = Field(default=900, ge=1)
+    auth_login_failures_per_account: int = Field(default=100, ge=1)
+    auth_login_account_window_seconds: int = Field(default=3600, ge=1)
+    # Password hashes at once per process (empty: the CPU count) and how many more may wait;
+    # past that a login answers 503 with Retry-After at once instead of queueing for minutes.
+    auth_hash_concurrency: int | None = Field(default=None, ge=1)
+    auth_hash_queue: int = Field(default=32, ge=0)
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR ranges, comma-separated);
+    # empty: nobody's, the TCP peer is the client.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     auth_reset_requests_per_account: int = Field(default=3, ge=1)
     auth_reset_requests_per_ip: int = Field(default=10, ge=1)
     auth_reset_window_seconds: int = Field(default=3600, ge=1)
@@ -174,6 +189,18 @@ class Settings(BaseSettings):
 
     # Faults (app/platform/faults.py): how often each process reads the switches.
     faults_refresh_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list | tuple):
+            for item in value:
+                ipaddress.ip_network(str(item), strict=False)  # ValueError names the bad one
+        return value
 
     @property
     def is_dev(self) -> bool:

@@ -1,8 +1,14 @@
-"""Stateless access-token verification into a ``Principal`` that every module uses.
+"""Access-token verification into a ``Principal`` that every module uses.
 
 Access tokens are short-lived JWTs signed with HS256 (the algorithm is pinned: a token that names
 another, ``none`` included, is refused). The auth module issues them; every other module only ever
 sees the ``Principal`` these dependencies produce, never auth's internals.
+
+Verification is stateless (``CurrentPrincipal``) except where a revoked token must stop at once:
+``FreshPrincipal`` (routes that move money) and ``AdminPrincipal`` also ask the account's owner,
+through a ``PrincipalCheck`` port the composition root binds, whether the token still speaks for
+the account: its ``epoch`` (bumped by a role change, a password reset, a deletion) is current and
+its sign-in (``sid``) was not logged out.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.platform.config import Settings
 from app.platform.errors import Forbidden, Unauthorized
@@ -32,6 +39,9 @@ class Principal:
 
     user_id: uuid.UUID
     roles: frozenset[str]
+    # The account's token epoch when the token was issued, and the sign-in it belongs to.
+    epoch: int = 0
+    session_id: uuid.UUID | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -44,9 +54,11 @@ def create_access_token(
     *,
     now: datetime | None = None,
     ttl: timedelta | None = None,
+    epoch: int = 0,
+    session_id: uuid.UUID | None = None,
 ) -> str:
     issued = now or datetime.now(UTC)
-    claims = {
+    claims: dict[str, Any] = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": str(user_id),
@@ -56,7 +68,10 @@ def create_access_token(
         ),
         "jti": uuid.uuid4().hex,
         "roles": sorted(set(roles)),
+        "epoch": epoch,
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=ALGORITHM)
 
 
@@ -76,11 +91,28 @@ def verify_access_token(settings: Settings, token: str) -> Principal:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("The access token's roles are malformed")
+        epoch = claims.get("epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 2**31:
+            raise Unauthorized("The access token's epoch is malformed")
+        sid = claims.get("sid")
+        session_id = uuid.UUID(sid) if isinstance(sid, str) else None
+        if sid is not None and session_id is None:
+            raise Unauthorized("The access token's session is malformed")
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The access token has expired", reason="expired") from exc
     except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
         raise Unauthorized("The access token is invalid", reason="invalid") from exc
-    return Principal(user_id=user_id, roles=frozenset(roles))
+    return Principal(user_id=user_id, roles=frozenset(roles), epoch=epoch, session_id=session_id)
+
+
+class PrincipalCheck(Protocol):
+    """Whether a verified token still speaks for its account (the owner of accounts answers).
+
+    Bound as ``app.state.principal_check`` by the composition root; given the primary's engine,
+    because a replica a moment behind would let a just-revoked token through.
+    """
+
+    async def __call__(self, engine: AsyncEngine, principal: Principal) -> bool: ...
 
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/login")
@@ -117,12 +149,37 @@ OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
 CurrentPrincipal = Annotated[Principal, Depends(_require_principal)]
 
 
-def require_role(role: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
-    """A dependency that admits only principals holding ``role`` (403 otherwise)."""
+async def _fresh_principal(request: Request, principal: CurrentPrincipal) -> Principal:
+    await _ensure_fresh(request, principal)
+    return principal
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
+
+async def _ensure_fresh(request: Request, principal: Principal) -> None:
+    check: PrincipalCheck | None = getattr(request.app.state, "principal_check", None)
+    if check is None:
+        # Failing open would quietly turn every revocation off.
+        raise RuntimeError("no PrincipalCheck bound: app/bootstrap.py binds it")
+    if not await check(request.app.state.db.primary, principal):
+        raise Unauthorized(
+            "The access token was revoked (sign-out, password or role change); "
+            "refresh it or sign in again",
+            reason="revoked",
+        )
+
+
+FreshPrincipal = Annotated[Principal, Depends(_fresh_principal)]
+
+
+def require_role(role: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that admits only fresh principals holding ``role`` (403 otherwise).
+
+    Fresh: a role is a power, and a demoted admin must lose it at once, not at expiry.
+    """
+
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
         if not principal.has_role(role):
             raise Forbidden(f"This needs the '{role}' role")
+        await _ensure_fresh(request, principal)
         return principal
 
     dependency.__name__ = f"require_role_{role}"

@@ -10,11 +10,11 @@ from app.modules.auth.passwords import Passwords
 from app.modules.auth.service import AuthService
 from app.platform.config import Settings
 from app.platform.db import PrimarySession
-from app.platform.ratelimit import RateLimiter
+from app.platform.ratelimit import Network, RateLimiter, client_address, parse_networks
 
 
 def _passwords(request: Request) -> Passwords:
-    # One hasher per app: its dummy hash is computed once, at first use.
+    # One hasher per app: its bound on concurrent hashes is the process's.
     state = request.app.state
     if getattr(state, "auth_passwords", None) is None:
         state.auth_passwords = Passwords(state.settings)
@@ -24,13 +24,24 @@ def _passwords(request: Request) -> Passwords:
 
 def _service(request: Request, session: PrimarySession) -> AuthService:
     settings: Settings = request.app.state.settings
+    db = request.app.state.db
     return AuthService(
-        session, settings, _passwords(request), RateLimiter(request.app.state.db.primary)
+        session, settings, _passwords(request), RateLimiter(db.primary), sessions=db.session
     )
 
 
+def _trusted_proxies(request: Request) -> tuple[Network, ...]:
+    state = request.app.state
+    if getattr(state, "auth_trusted_proxies", None) is None:
+        state.auth_trusted_proxies = parse_networks(state.settings.trusted_proxies)
+    trusted: tuple[Network, ...] = state.auth_trusted_proxies
+    return trusted
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the TCP peer, or what a trusted proxy says it forwarded."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.get("x-forwarded-for"), _trusted_proxies(request))
 
 
 Auth = Annotated[AuthService, Depends(_service)]

@@ -39,4 +39,28 @@ class PasswordResetRequested(Event):
     expires_at: datetime
 
 
-__all__ = ["EmailVerified", "PasswordResetRequested", "UserSignedUp"]
+class PasswordResetAsked(Event):
+    """Someone asked for a reset link for ``email``, known or not: auth's own listener acts on it.
+
+    The request only records this, so it does the same work for every address.
+    """
+
+    name: ClassVar[str] = "auth.password_reset_asked"
+    email: str
+
+
+class AccountDeleted(Event):
+    """The account is gone (its owner deleted it): forget what you keep of ``user_id``."""
+
+    name: ClassVar[str] = "auth.account_deleted"
+    user_id: uuid.UUID
+    email: str
+
+
+__all__ = [
+    "AccountDeleted",
+    "EmailVerified",
+    "PasswordResetAsked",
+    "PasswordResetRequested",
+    "UserSignedUp",
+]

@@ -1,11 +1,11 @@
-"""auth's tables: users, refresh-token families, single-use tokens."""
+"""auth's tables: users, refresh-token families, single-use tokens, token epochs."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db.base import Base, TimestampMixin
@@ -63,3 +63,17 @@ class OneTimeToken(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class TokenEpoch(Base):
+    """Each account's token epoch: access tokens stamped with an older one are revoked.
+
+    No foreign key on purpose: the row outlives a deleted account, so that account's tokens stay
+    dead. No row means epoch 0.
+    """
+
+    __tablename__ = "auth_token_epoch"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())

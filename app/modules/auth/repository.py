@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, exists, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ColumnElement
 
-from app.modules.auth.models import OneTimeToken, RefreshToken, User
+from app.modules.auth.models import OneTimeToken, RefreshToken, TokenEpoch, User
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What signing in needs of an account, read in one statement (role and epoch agree)."""
+
+    id: uuid.UUID
+    email: str
+    password_hash: str
+    role: str
+    verified: bool
+    epoch: int
+
+
+_EPOCH = func.coalesce(TokenEpoch.epoch, 0)
+_CREDENTIALS = select(
+    User.id, User.email, User.password_hash, User.role, User.email_verified_at.is_not(None), _EPOCH
+).outerjoin(TokenEpoch, TokenEpoch.user_id == User.id)
 
 
 class AuthRepository:
@@ -18,6 +39,32 @@ class AuthRepository:
 
     async def user_by_email(self, email: str) -> User | None:
         return await self.session.scalar(select(User).where(User.email == email))
+
+    async def credentials(
+        self, *, email: str | None = None, user_id: uuid.UUID | None = None
+    ) -> Credentials | None:
+        stmt = _CREDENTIALS.where(User.email == email if user_id is None else User.id == user_id)
+        row = (await self.session.execute(stmt)).first()
+        return Credentials(*row) if row is not None else None
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(password_hash=password_hash)
+        )
+
+    async def bump_epoch(self, user_id: uuid.UUID) -> None:
+        """Revoke every access token of the account issued so far."""
+        stmt = insert(TokenEpoch).values(user_id=user_id, epoch=1)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[TokenEpoch.user_id],
+                set_={"epoch": TokenEpoch.epoch + 1, "changed_at": func.now()},
+            )
+        )
+
+    async def delete_user(self, user_id: uuid.UUID) -> None:
+        # Refresh and one-time tokens go with it (ON DELETE CASCADE).
+        await self.session.execute(delete(User).where(User.id == user_id))
 
     async def user_by_id(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
         stmt = select(User).where(User.id == user_id)
@@ -72,3 +119,19 @@ class AuthRepository:
 
     def add(self, obj: User | RefreshToken | OneTimeToken) -> None:
         self.session.add(obj)
+
+
+async def token_is_current(
+    conn: AsyncConnection, user_id: uuid.UUID, epoch: int, session_id: uuid.UUID | None
+) -> bool:
+    """One statement: the epoch is the account's, and the sign-in (if named) is not revoked."""
+    current = select(TokenEpoch.epoch).where(TokenEpoch.user_id == user_id)
+    epoch_ok = func.coalesce(current.scalar_subquery(), 0) == epoch
+    signed_in: ColumnElement[bool] = literal(True)
+    if session_id is not None:
+        signed_in = exists().where(
+            RefreshToken.family_id == session_id,
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+    return bool(await conn.scalar(select(epoch_ok & signed_in)))

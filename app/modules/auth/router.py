@@ -15,7 +15,7 @@ from app.modules.auth.service import TokenPair
 from app.platform.db import ReadSession
 from app.platform.errors import NotFound
 from app.platform.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
-from app.platform.security import AdminPrincipal, CurrentPrincipal
+from app.platform.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -74,7 +74,10 @@ async def verify_email(body: schemas.VerifyEmailIn, auth: Auth) -> dict[str, str
     },
 )
 async def login(body: schemas.LoginIn, auth: Auth, ip: ClientIp) -> schemas.TokenPairOut:
-    """Exchange email and password for a 15-minute access token and a rotating refresh token."""
+    """Exchange email and password for a short-lived access token and a rotating refresh token.
+
+    Failures are limited per (account, address), per account and per address (docs/auth.md).
+    """
     return _pair(await auth.login(body.email, body.password, ip))
 
 
@@ -90,7 +93,10 @@ async def refresh(body: schemas.RefreshIn, auth: Auth) -> schemas.TokenPairOut:
     responses={401: {"description": "invalid refresh token"}},
 )
 async def logout(body: schemas.RefreshIn, auth: Auth) -> None:
-    """Revoke the refresh token's family (this sign-in on every device it was rotated to)."""
+    """Revoke the refresh token's family (this sign-in on every device it was rotated to).
+
+    Its access tokens stop working at once on admin and money routes, elsewhere at expiry.
+    """
     await auth.logout(body.refresh_token)
 
 
@@ -101,6 +107,12 @@ async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserO
     if user is None:
         raise NotFound("The account no longer exists")
     return _user(user)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(principal: FreshPrincipal, auth: Auth) -> None:
+    """Delete the signed-in account, its sign-ins and its tokens (orders stay, as records)."""
+    await auth.delete_account(principal.user_id)
 
 
 @router.post(
@@ -122,7 +134,7 @@ async def request_password_reset(
     responses={**_BAD_TOKEN, **_HASHING},
 )
 async def confirm_password_reset(body: schemas.ResetConfirmIn, auth: Auth) -> None:
-    """Set a new password with a reset token; every refresh token of the account is revoked."""
+    """Set a new password with a reset token; every sign-in and access token is revoked."""
     await auth.confirm_password_reset(body.token, body.new_password)
 
 
@@ -146,5 +158,8 @@ async def list_users(
 async def change_role(
     user_id: uuid.UUID, body: schemas.RoleIn, admin: AdminPrincipal, auth: Auth
 ) -> schemas.UserOut:
-    """Make a user an admin or a member (admin only; not on oneself)."""
+    """Make a user an admin or a member (admin only; not on oneself).
+
+    The user's access tokens stop working at once on admin and money routes.
+    """
     return _user(await auth.change_role(admin.user_id, user_id, body.role))

@@ -27,7 +27,12 @@ from app.platform.db import PrimarySession, ReadSession
 from app.platform.errors import PROBLEM_CONTENT_TYPE, with_request_context
 from app.platform.openapi import required_header
 from app.platform.schema import INT64_MAX, Currency
-from app.platform.security import AdminPrincipal, CurrentPrincipal, OptionalPrincipal
+from app.platform.security import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    FreshPrincipal,
+    OptionalPrincipal,
+)
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -125,7 +130,7 @@ async def get_product(
 async def checkout(
     request: Request,
     body: CheckoutRequest,
-    principal: CurrentPrincipal,
+    principal: FreshPrincipal,
     key: IdempotencyKey,
     sessions: Sessions,
     provider: Provider,
@@ -182,7 +187,7 @@ async def refund_order(
     body: RefundRequest,
     response: Response,
     session: PrimarySession,
-    principal: CurrentPrincipal,
+    principal: FreshPrincipal,
     key: IdempotencyKey,
     provider: Provider,
     settings: AppSettings,

@@ -27,7 +27,7 @@ async def test_login_and_me(client: httpx.AsyncClient, make_account) -> None:  #
     account = await make_account()
     tokens = await login(client, account)
     assert tokens["token_type"] == "bearer"
-    assert tokens["expires_in"] == 900
+    assert tokens["expires_in"] == 300
     me = await client.get("/v1/auth/me", headers=bearer(tokens))
     assert me.status_code == 200
     assert me.json()["email"] == account.email
