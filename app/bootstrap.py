@@ -13,12 +13,14 @@ from app.modules.auth.interface import EmailVerified, PasswordResetRequested, Us
 from app.modules.auth.router import router as auth_router
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
+from app.modules.notifications.mailbox import router as mailbox_router
 from app.modules.notifications.router import router as notifications_router
 from app.modules.notifications.senders import build_sender
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.modules.payments.router import router as payments_router
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
+from app.platform.faults import ALLOWED_ENVIRONMENTS
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
@@ -31,6 +33,10 @@ MODULE_ROUTERS: tuple[APIRouter, ...] = (
 def mount_modules(app: FastAPI) -> None:
     for router in MODULE_ROUTERS:
         app.include_router(router)
+    # The development mail capture (a captured link is a credential): never in production.
+    settings: Settings | None = getattr(app.state, "settings", None)
+    if settings is not None and settings.env in ALLOWED_ENVIRONMENTS:
+        app.include_router(mailbox_router)
 
 
 def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTRY) -> None:
