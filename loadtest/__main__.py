@@ -19,17 +19,21 @@ from pathlib import Path  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from loadtest import baseline, report  # noqa: E402
-from loadtest.openmodel import RunArgs, Shape  # noqa: E402
+from loadtest.openmodel import RunArgs  # noqa: E402
 from loadtest.prom import PrometheusUnavailable  # noqa: E402
 from loadtest.runner import Options, execute  # noqa: E402
+from loadtest.shape import Shape  # noqa: E402
 from loadtest.world import SetupFailed  # noqa: E402
 
 DEV_METRICS_TOKEN = "dev-insecure-metrics-token"  # noqa: S105 - .env.example's default
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default=os.environ.get("LOADTEST_HOST", "http://127.0.0.1:8000"))
     p.add_argument("--rate", type=float, default=5.0, help="arrivals (visits) per second")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
@@ -40,12 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=100, help="seeded members to sign in as")
     p.add_argument("--admin-email", default="admin@example.com")
     p.add_argument("--password", default=os.environ.get("LOADTEST_PASSWORD", "demo-Password-1"))
-    p.add_argument("--prometheus", default=os.environ.get("LOADTEST_PROMETHEUS", "auto"),
-                   help="its URL; 'auto': http://127.0.0.1:9090 if it scrapes the app, else a "
-                        "private one started for the run; 'none': the client's view alone")  # fmt: skip
+    p.add_argument(
+        "--prometheus",
+        default=os.environ.get("LOADTEST_PROMETHEUS", "auto"),
+        help="its URL; 'auto': http://127.0.0.1:9090 if it scrapes the app, else a "
+        "private one started for the run; 'none': the client's view alone",
+    )
     p.add_argument("--job", default="app", help="Prometheus's job name of the app")
-    p.add_argument("--metrics-token",
-                   default=os.environ.get("APP_METRICS_TOKEN", DEV_METRICS_TOKEN))  # fmt: skip
+    p.add_argument(
+        "--metrics-token", default=os.environ.get("APP_METRICS_TOKEN", DEV_METRICS_TOKEN)
+    )
     p.add_argument("--out", type=Path, default=None, help="folder for CSV, JSON and HTML")
     p.add_argument("--baseline", type=Path, default=None, help="fail on a regression past it")
     p.add_argument("--tolerance-count", type=float, default=0.01)
@@ -70,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         host=args.host.rstrip("/"),
         shape=Shape(args.shape, args.rate, args.duration, args.steps),
-        run=RunArgs(think=args.think, seed=args.seed, timeout=args.timeout,
-                    max_in_flight=args.max_in_flight, drain=args.drain),  # fmt: skip
+        run=RunArgs(
+            think=args.think,
+            seed=args.seed,
+            timeout=args.timeout,
+            max_in_flight=args.max_in_flight,
+            drain=args.drain,
+        ),
         members=args.members,
         admin_email=args.admin_email,
         password=args.password,

@@ -59,8 +59,15 @@ def compare(result: dict[str, Any], baseline: dict[str, Any]) -> list[Check]:
             spread = edges["high"] - edges["low"]
             limit = edges["high"] + spread + FLOORS[metric]
             checks.append(
-                Check("baseline", f"{metric} regression", key, value, limit, value <= limit,
-                      f"{baseline['runs']} runs gave {edges['low']:.4g} to {edges['high']:.4g}")  # fmt: skip
+                Check(
+                    "baseline",
+                    f"{metric} regression",
+                    key,
+                    value,
+                    limit,
+                    value <= limit,
+                    f"{baseline['runs']} runs gave {edges['low']:.4g} to {edges['high']:.4g}",
+                )
             )
     return checks
 

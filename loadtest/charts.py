@@ -39,26 +39,35 @@ def line_chart(title: str, unit: str, series: dict[str, list[float]], bars: bool
     parts = [f'<text x="{_L}" y="18" class="title">{escape(title)}</text>']
     for k in range(5):
         value = top * k / 4
-        parts.append(f'<line x1="{_L}" x2="{_W - _R}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
-                     'class="grid"/>')  # fmt: skip
-        parts.append(f'<text x="{_L - 6}" y="{y(value) + 4:.1f}" class="axis" '
-                     f'text-anchor="end">{value:g}</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{_L}" x2="{_W - _R}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{_L - 6}" y="{y(value) + 4:.1f}" class="axis" '
+            f'text-anchor="end">{value:g}</text>'
+        )
     for i in range(0, length, max(1, length // 10)):
-        parts.append(f'<text x="{x(i):.1f}" y="{_H - 18}" class="axis" '
-                     f'text-anchor="middle">{i}s</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{_H - 18}" class="axis" text-anchor="middle">{i}s</text>'
+        )
     for n, (name, values) in enumerate(series.items()):
         colour = COLOURS[n % len(COLOURS)]
         if bars and n == 0:
             w = max(1.0, width / length - 1)
             for i, v in enumerate(values):
-                parts.append(f'<rect x="{x(i):.1f}" y="{y(v):.1f}" width="{w:.1f}" '
-                             f'height="{_T + height - y(v):.1f}" fill="{colour}"/>')  # fmt: skip
+                parts.append(
+                    f'<rect x="{x(i):.1f}" y="{y(v):.1f}" width="{w:.1f}" '
+                    f'height="{_T + height - y(v):.1f}" fill="{colour}"/>'
+                )
         else:
             points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
-            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                         'stroke-width="1.5"/>')  # fmt: skip
-        parts.append(f'<text x="{_L + 10 + 130 * n}" y="{_H - 2}" class="legend" '
-                     f'fill="{colour}">■ {escape(name)}</text>')  # fmt: skip
+            parts.append(
+                f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+            )
+        parts.append(
+            f'<text x="{_L + 10 + 130 * n}" y="{_H - 2}" class="legend" '
+            f'fill="{colour}">■ {escape(name)}</text>'
+        )
     parts.append(f'<text x="{_W - _R}" y="18" class="axis" text-anchor="end">{escape(unit)}</text>')
     return _svg(_W, _H, parts)
 
@@ -73,27 +82,39 @@ def bar_chart(title: str, unit: str, rows: list[tuple[str, dict[str, float]]]) -
     parts = [f'<text x="10" y="18" class="title">{escape(title)}</text>']
     for k in range(5):
         gx = left + width * k / 4
-        parts.append(f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{_T}" y2="{height - 24}" class="grid"/>')
-        parts.append(f'<text x="{gx:.1f}" y="{height - 10}" class="axis" text-anchor="middle">'
-                     f'{top * k / 4:g}</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{_T}" y2="{height - 24}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{gx:.1f}" y="{height - 10}" class="axis" text-anchor="middle">'
+            f"{top * k / 4:g}</text>"
+        )
     for r, (label, values) in enumerate(rows):
         base = _T + r * band
-        parts.append(f'<text x="{left - 6}" y="{base + band / 2 + 3:.1f}" class="axis" '
-                     f'text-anchor="end">{escape(label)}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{left - 6}" y="{base + band / 2 + 3:.1f}" class="axis" '
+            f'text-anchor="end">{escape(label)}</text>'
+        )
         for k, key in enumerate(keys):
             v = values.get(key, 0.0)
             v = v if math.isfinite(v) else 0.0
-            parts.append(f'<rect x="{left}" y="{base + 4 + 10 * k}" height="8" '
-                         f'width="{width * min(v, top) / top:.1f}" fill="{COLOURS[k % 5]}">'
-                         f'<title>{escape(label)} {key}: {v:g} {unit}</title></rect>')  # fmt: skip
+            parts.append(
+                f'<rect x="{left}" y="{base + 4 + 10 * k}" height="8" '
+                f'width="{width * min(v, top) / top:.1f}" fill="{COLOURS[k % 5]}">'
+                f"<title>{escape(label)} {key}: {v:g} {unit}</title></rect>"
+            )
     for k, key in enumerate(keys):
-        parts.append(f'<text x="{left + 70 * k}" y="18" class="legend" '
-                     f'fill="{COLOURS[k % 5]}">■ {escape(key)}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{left + 70 * k}" y="18" class="legend" '
+            f'fill="{COLOURS[k % 5]}">■ {escape(key)}</text>'
+        )
     parts.append(f'<text x="{_W - _R}" y="18" class="axis" text-anchor="end">{escape(unit)}</text>')
     return _svg(_W, height, parts)
 
 
 def _svg(width: int, height: int, parts: list[str]) -> str:
     body = "\n".join(parts)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}">\n{body}\n</svg>')  # fmt: skip
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">\n{body}\n</svg>'
+    )

@@ -12,12 +12,10 @@ an arrival is dropped and counted (as k6 counts dropped iterations), never delay
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import gevent
 import gevent.pool
@@ -25,53 +23,10 @@ from locust.contrib.fasthttp import FastHttpSession
 from locust.event import EventHook
 
 from loadtest.journeys import MIX, browse
-from loadtest.visit import Recorder, Unexpected, Visit
+from loadtest.recorder import Recorder
+from loadtest.shape import Shape, Tally
+from loadtest.visit import Unexpected, Visit
 from loadtest.world import World
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Arrivals per second over the run: ``constant`` at ``rate``, or ``step``: ``steps`` equal
-    stretches at rate/steps, 2*rate/steps, ... up to ``rate``."""
-
-    kind: str
-    rate: float
-    duration: float
-    steps: int = 5
-
-    def windows(self) -> list[tuple[float, float, float]]:
-        """(start offset, end offset, arrivals per second) of each stretch."""
-        if self.kind == "constant":
-            return [(0.0, self.duration, self.rate)]
-        length = self.duration / self.steps
-        return [
-            (k * length, (k + 1) * length, self.rate * (k + 1) / self.steps)
-            for k in range(self.steps)
-        ]
-
-    def arrivals(self) -> Iterator[float]:
-        """Arrival offsets in seconds, evenly spaced within each stretch."""
-        for begin, end, rate in self.windows():
-            count = math.floor((end - begin) * rate + 1e-9)
-            for i in range(count):
-                yield begin + i / rate
-
-    def expected(self) -> int:
-        return sum(1 for _ in self.arrivals())
-
-
-@dataclass
-class Tally:
-    """What happened to the arrivals (the samples hold what happened to the requests)."""
-
-    scheduled: int = 0
-    started: Counter[str] = field(default_factory=Counter)
-    completed: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    dropped: int = 0  # no room in flight
-    cut: int = 0  # still running when the drain time ran out
-    no_member: int = 0  # a member journey found every member busy: it browsed instead
-    scheduler_lag_max: float = 0.0
 
 
 def _pick(rng: random.Random) -> str:
@@ -88,7 +43,7 @@ def _close(session: FastHttpSession) -> None:
 def _visit(
     world: World, host: str, hook: EventHook, tally: Tally, index: int, at: float, args: RunArgs
 ) -> None:
-    rng = random.Random(args.seed * 1_000_003 + index)
+    rng = random.Random(args.seed * 1_000_003 + index)  # noqa: S311 - a journey's dice
     name = _pick(rng)
     _, journey, needs_member = MIX[name]
     account = world.borrow(rng) if needs_member else None
@@ -96,9 +51,12 @@ def _visit(
         tally.no_member += 1
         name, journey, needs_member = "browse", browse, False
     session = FastHttpSession(
-        host, request_event=hook, user=None, network_timeout=args.timeout,
+        host,
+        request_event=hook,
+        user=None,
+        network_timeout=args.timeout,
         connection_timeout=args.timeout,
-    )  # fmt: skip
+    )
     tally.started[name] += 1
     try:
         visit = Visit(session, name, at, rng, args.think)

@@ -127,8 +127,10 @@ def server_view(
             routes.setdefault(key, {})[column] = value
     modules = {
         name: prom.values(rule(name), "module", at=end)
-        for name in ("module:slo_availability_errors:ratio_rate5m",
-                     "module:slo_latency_errors:ratio_rate5m")  # fmt: skip
+        for name in (
+            "module:slo_availability_errors:ratio_rate5m",
+            "module:slo_latency_errors:ratio_rate5m",
+        )
     }
     business_rules = (
         "job:payments_checkouts_success:ratio_rate5m",
@@ -137,23 +139,34 @@ def server_view(
     )
     business = {name: prom.values(rule(name), at=end).get("", math.nan) for name in business_rules}
     counters = {
-        "checkouts": prom.values(f"sum by (outcome) ({d('payments_checkouts_total')})", "outcome", at=end),
+        "checkouts": prom.values(
+            f"sum by (outcome) ({d('payments_checkouts_total')})", "outcome", at=end
+        ),
         "signups": prom.values(f"sum by (stage) ({d('auth_signups_total')})", "stage", at=end),
         "events": prom.values(f"sum by (type) ({d('analytics_events_total')})", "type", at=end),
-    }  # fmt: skip
+    }
     waits = "db_pool_wait_seconds_bucket"
     quick_waits = waits + '{le="0.01"}'
     database = {
-        "queries": prom.values(f"sum by (target) ({d('db_query_duration_seconds_count')})", "target", at=end),
-        "read_routes": prom.values(f"sum by (target, reason) ({d('db_read_route_total')})", "target", "reason", at=end),
-        "pool_wait_p99": prom.values(f"histogram_quantile(0.99, sum by (target, le) ({d(waits)}))", "target", at=end),
-        "pool_waits": prom.values(f"sum by (target) ({d('db_pool_wait_seconds_count')})", "target", at=end),
+        "queries": prom.values(
+            f"sum by (target) ({d('db_query_duration_seconds_count')})", "target", at=end
+        ),
+        "read_routes": prom.values(
+            f"sum by (target, reason) ({d('db_read_route_total')})", "target", "reason", at=end
+        ),
+        "pool_wait_p99": prom.values(
+            f"histogram_quantile(0.99, sum by (target, le) ({d(waits)}))", "target", at=end
+        ),
+        "pool_waits": prom.values(
+            f"sum by (target) ({d('db_pool_wait_seconds_count')})", "target", at=end
+        ),
         "pool_waits_over_10ms": prom.values(
             f"sum by (target) ({d('db_pool_wait_seconds_count')})"
             f" - sum by (target) ({d(quick_waits)})",
-            "target", at=end,
+            "target",
+            at=end,
         ),
-    }  # fmt: skip
+    }
     return {
         "start": start,
         "end": end,

@@ -40,17 +40,39 @@ def _mark(passed: bool | None) -> str:
 
 def endpoint_table(result: dict[str, Any]) -> Table:
     table = Table(title="Per endpoint: client (exact, from the intended send time) | server")
-    for column in ("endpoint", "n", "5xx", "p50 ms", "p95 ms", "p99 ms", "> bound",
-                   "srv n", "srv 5xx", "srv p50", "srv p95", "srv p99", "srv > bound"):  # fmt: skip
+    for column in (
+        "endpoint",
+        "n",
+        "5xx",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "> bound",
+        "srv n",
+        "srv 5xx",
+        "srv p50",
+        "srv p95",
+        "srv p99",
+        "srv > bound",
+    ):
         table.add_column(column, justify="left" if column == "endpoint" else "right")
     for row in result["endpoints"].values():
         c, s = row["client"], row.get("server") or {}
         table.add_row(
-            row["name"], str(c["count"]), str(c["server_errors"]), _ms(c["p50"]), _ms(c["p95"]),
-            _ms(c["p99"]), _pct(c["slow_ratio"]), f"{s.get('count', 0):g}" if s else "-",
-            f"{s.get('server_errors', 0):g}" if s else "-", _ms(s.get("p50")), _ms(s.get("p95")),
-            _ms(s.get("p99")), _pct(s.get("slow_ratio")),
-        )  # fmt: skip
+            row["name"],
+            str(c["count"]),
+            str(c["server_errors"]),
+            _ms(c["p50"]),
+            _ms(c["p95"]),
+            _ms(c["p99"]),
+            _pct(c["slow_ratio"]),
+            f"{s.get('count', 0):g}" if s else "-",
+            f"{s.get('server_errors', 0):g}" if s else "-",
+            _ms(s.get("p50")),
+            _ms(s.get("p95")),
+            _ms(s.get("p99")),
+            _pct(s.get("slow_ratio")),
+        )
     return table
 
 
@@ -62,9 +84,15 @@ def checks_table(result: dict[str, Any]) -> Table:
     for c in shown:
         value, limit = c["value"], c["limit"]
         fmt = _pct if c["kind"] in ("slo", "business") else _num
-        table.add_row(c["kind"], c["name"], c["scope"],
-                      fmt(value) if value is not None else "-",
-                      fmt(limit) if limit is not None else "-", _mark(c["passed"]), c["detail"])  # fmt: skip
+        table.add_row(
+            c["kind"],
+            c["name"],
+            c["scope"],
+            fmt(value) if value is not None else "-",
+            fmt(limit) if limit is not None else "-",
+            _mark(c["passed"]),
+            c["detail"],
+        )
     agreed = [c for c in result["checks"] if c["kind"] == "agreement"]
     ok = sum(c["passed"] is True for c in agreed)
     table.caption = f"client vs server agreement: {ok} of {len(agreed)} checks within tolerance"
@@ -79,9 +107,14 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
         for column in ("arrivals/s", "requests", "p99 ms", "5xx", "> bound", "SLOs"):
             steps.add_column(column, justify="right")
         for row in result["steps"]:
-            steps.add_row(f"{row['rate']:g}", str(row["requests"]), _ms(row["p99"]),
-                          _pct(row["error_ratio"]), _pct(row["slow_ratio"]),
-                          "met" if row["met"] else "broken: " + ", ".join(row["broken"]))  # fmt: skip
+            steps.add_row(
+                f"{row['rate']:g}",
+                str(row["requests"]),
+                _ms(row["p99"]),
+                _pct(row["error_ratio"]),
+                _pct(row["slow_ratio"]),
+                "met" if row["met"] else "broken: " + ", ".join(row["broken"]),
+            )
         console.print(steps)
         console.print(f"highest rate meeting the SLOs: {result.get('highest_rate')} arrivals/s")
     console.print(checks_table(result))
@@ -99,22 +132,61 @@ def write_csv(samples: list[Sample], result: dict[str, Any], out: Path) -> None:
     start = result["run"]["window"]["first_arrival"]
     with (out / "samples.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["intended_s", "sent_s", "elapsed_ms", "response_ms", "method", "route",
-                         "module", "journey", "step", "status", "error"])  # fmt: skip
+        writer.writerow(
+            [
+                "intended_s",
+                "sent_s",
+                "elapsed_ms",
+                "response_ms",
+                "method",
+                "route",
+                "module",
+                "journey",
+                "step",
+                "status",
+                "error",
+            ]
+        )
         for s in samples:
-            writer.writerow([f"{s.intended - start:.4f}", f"{s.sent - start:.4f}",
-                             f"{s.elapsed * 1000:.2f}", f"{s.response_time * 1000:.2f}", s.method,
-                             s.route, s.module, s.journey, s.step, s.status, s.error])  # fmt: skip
+            writer.writerow(
+                [
+                    f"{s.intended - start:.4f}",
+                    f"{s.sent - start:.4f}",
+                    f"{s.elapsed * 1000:.2f}",
+                    f"{s.response_time * 1000:.2f}",
+                    s.method,
+                    s.route,
+                    s.module,
+                    s.journey,
+                    s.step,
+                    s.status,
+                    s.error,
+                ]
+            )
     with (out / "endpoints.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        keys = ["count", "server_errors", "client_errors", "p50", "p95", "p99", "max",
-                "slow_ratio", "lag_p99"]  # fmt: skip
+        keys = [
+            "count",
+            "server_errors",
+            "client_errors",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "slow_ratio",
+            "lag_p99",
+        ]
         server_keys = ["count", "server_errors", "p50", "p95", "p99", "slow_ratio"]
         writer.writerow(["endpoint", *keys, *(f"server_{k}" for k in server_keys)])
         for row in result["endpoints"].values():
             server = row.get("server") or {}
-            writer.writerow([row["name"], *(row["client"][k] for k in keys),
-                             *(server.get(k, "") for k in server_keys)])  # fmt: skip
+            writer.writerow(
+                [
+                    row["name"],
+                    *(row["client"][k] for k in keys),
+                    *(server.get(k, "") for k in server_keys),
+                ]
+            )
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
@@ -147,27 +219,52 @@ def write_html(result: dict[str, Any], path: Path) -> None:
     timeline = result["timeline"]
     ms = [row["p50"] * 1000 for row in timeline], [row["p99"] * 1000 for row in timeline]
     charts = [
-        line_chart("Latency over time (by intended send second)", "ms", {"p50": ms[0], "p99": ms[1]}),
+        line_chart(
+            "Latency over time (by intended send second)", "ms", {"p50": ms[0], "p99": ms[1]}
+        ),
         line_chart("Throughput", "requests/s", {"requests": [r["requests"] for r in timeline]}),
-        line_chart("Errors (5xx and unanswered)", "requests/s",
-                   {"5xx": [r["server_errors"] for r in timeline]}, bars=True),
-        bar_chart("Per-endpoint percentiles (client)", "ms",
-                  [(row["name"], {k: row["client"][k] * 1000 for k in ("p50", "p95", "p99")})
-                   for row in result["endpoints"].values()]),
-    ]  # fmt: skip
+        line_chart(
+            "Errors (5xx and unanswered)",
+            "requests/s",
+            {"5xx": [r["server_errors"] for r in timeline]},
+            bars=True,
+        ),
+        bar_chart(
+            "Per-endpoint percentiles (client)",
+            "ms",
+            [
+                (row["name"], {k: row["client"][k] * 1000 for k in ("p50", "p95", "p99")})
+                for row in result["endpoints"].values()
+            ],
+        ),
+    ]
     endpoints = [
-        [escape(row["name"]), str(row["client"]["count"]), str(row["client"]["server_errors"]),
-         *(_ms(row["client"][k]) for k in ("p50", "p95", "p99")), _pct(row["client"]["slow_ratio"]),
-         *(_ms((row.get("server") or {}).get(k)) for k in ("p50", "p95", "p99"))]
+        [
+            escape(row["name"]),
+            str(row["client"]["count"]),
+            str(row["client"]["server_errors"]),
+            *(_ms(row["client"][k]) for k in ("p50", "p95", "p99")),
+            _pct(row["client"]["slow_ratio"]),
+            *(_ms((row.get("server") or {}).get(k)) for k in ("p50", "p95", "p99")),
+        ]
         for row in result["endpoints"].values()
-    ]  # fmt: skip
+    ]
     checks = [
-        [escape(c["kind"]), escape(c["name"]), escape(c["scope"]), escape(str(c["value"])),
-         escape(str(c["limit"])),
-         {True: '<span class="pass">pass</span>', False: '<span class="fail">FAIL</span>',
-          None: "not judged"}[c["passed"]], escape(c["detail"])]
+        [
+            escape(c["kind"]),
+            escape(c["name"]),
+            escape(c["scope"]),
+            escape(str(c["value"])),
+            escape(str(c["limit"])),
+            {
+                True: '<span class="pass">pass</span>',
+                False: '<span class="fail">FAIL</span>',
+                None: "not judged",
+            }[c["passed"]],
+            escape(c["detail"]),
+        ]
         for c in result["checks"]
-    ]  # fmt: skip
+    ]
     verdict = "PASS" if result["passed"] else "FAIL: " + "; ".join(result["broken"])
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Load test report</title>
 <style>{_STYLE}</style></head><body>
@@ -175,9 +272,24 @@ def write_html(result: dict[str, Any], path: Path) -> None:
 <p>{escape(json.dumps(result["run"]))}</p>
 {"".join(f"<div>{c}</div>" for c in charts)}
 <h2>Endpoints</h2>
-{_html_table(["endpoint", "n", "5xx", "p50 ms", "p95 ms", "p99 ms", "> bound", "server p50",
-              "server p95", "server p99"], endpoints)}
+{
+        _html_table(
+            [
+                "endpoint",
+                "n",
+                "5xx",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "> bound",
+                "server p50",
+                "server p95",
+                "server p99",
+            ],
+            endpoints,
+        )
+    }
 <h2>Checks</h2>
 {_html_table(["kind", "check", "scope", "value", "limit", "result", "detail"], checks)}
-</body></html>"""  # fmt: skip
+</body></html>"""
     path.write_text(html, encoding="utf-8")

@@ -19,9 +19,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadtest import baseline as baselines
 from loadtest import report, slo
-from loadtest.openmodel import RunArgs, Shape, Tally, run
+from loadtest.openmodel import RunArgs, run
 from loadtest.prom import Prometheus, PrometheusUnavailable, server_view
+from loadtest.recorder import Recorder
 from loadtest.samples import Sample, grouped, per_second, stats
+from loadtest.shape import Shape, Tally
 from loadtest.verdict import (
     Check,
     Tolerance,
@@ -34,7 +36,6 @@ from loadtest.verdict import (
     slo_checks,
     steps,
 )
-from loadtest.visit import Recorder
 from loadtest.world import discover
 
 LOCAL_PROMETHEUS = "http://127.0.0.1:9090"
@@ -71,10 +72,15 @@ def _private_prometheus(options: Options, stack: ExitStack, console: Console) ->
     folder = options.out / "prometheus"
     port = free_port()
     config = monitor.render_prometheus_config(
-        app_target=urlsplit(options.host).netloc, metrics_token=options.metrics_token,
-        prometheus_target=f"127.0.0.1:{port}", alertmanager_target=None, postgres_targets=None,
-        scrape_interval="1s", evaluation_interval="1s", environment="loadtest",
-    )  # fmt: skip
+        app_target=urlsplit(options.host).netloc,
+        metrics_token=options.metrics_token,
+        prometheus_target=f"127.0.0.1:{port}",
+        alertmanager_target=None,
+        postgres_targets=None,
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        environment="loadtest",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     try:
@@ -99,23 +105,36 @@ def resolve_prometheus(options: Options, stack: ExitStack, console: Console) -> 
 
 
 def _progress(console: Console, options: Options) -> tuple[Progress, Any]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                   console=console, transient=False, disable=not options.progress)  # fmt: skip
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not options.progress,
+    )
     task = bar.add_task("starting", total=options.shape.duration)
 
     def update(elapsed: float, tally: Tally, recorder: Recorder, in_flight: int) -> None:
-        recent = [s for s in recorder.samples[-500:]]
+        recent = list(recorder.samples[-500:])
         p99 = stats(recent, 0.5).p99 if recent else 0.0
         errors = sum(s.server_error for s in recorder.samples)
-        bar.update(task, completed=min(elapsed, options.shape.duration), description=(
-            f"visits {sum(tally.started.values())}/{tally.scheduled} in flight {in_flight:>4} "
-            f"requests {len(recorder.samples):>6} 5xx {errors} p99(last 500) {p99 * 1000:.0f} ms"
-        ))  # fmt: skip
+        bar.update(
+            task,
+            completed=min(elapsed, options.shape.duration),
+            description=(
+                f"visits {sum(tally.started.values())}/{tally.scheduled} in flight {in_flight:>4} "
+                f"requests {len(recorder.samples):>6} 5xx {errors} "
+                f"p99(last 500) {p99 * 1000:.0f} ms"
+            ),
+        )
 
     return bar, update
 
 
-def _endpoints(samples: list[Sample], server: dict[str, Any] | None, bound: float) -> dict[str, Any]:  # fmt: skip
+def _endpoints(
+    samples: list[Sample], server: dict[str, Any] | None, bound: float
+) -> dict[str, Any]:
     client = grouped(samples, route_key, bound)
     names = {route_key(s): f"{s.method} {s.route}" for s in samples}
     rows = {}
@@ -124,7 +143,10 @@ def _endpoints(samples: list[Sample], server: dict[str, Any] | None, bound: floa
         seen = (server or {}).get("routes", {}).get(key)
         if seen:
             n = seen.get("count", 0.0)
-            row["server"] = {**seen, "slow_ratio": 1 - seen.get("within_bound", 0.0) / n if n else 0.0}
+            row["server"] = {
+                **seen,
+                "slow_ratio": 1 - seen.get("within_bound", 0.0) / n if n else 0.0,
+            }
         rows[key] = row
     return rows
 
@@ -133,14 +155,23 @@ def _journeys(samples: list[Sample], bound: float) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for journey, st in grouped(samples, lambda s: s.journey, bound).items():
         inside = [s for s in samples if s.journey == journey]
-        found[journey] = {"requests": st.as_dict(), "steps": {
-            step: st2.as_dict() for step, st2 in grouped(inside, lambda s: s.step, bound).items()
-        }}  # fmt: skip
+        found[journey] = {
+            "requests": st.as_dict(),
+            "steps": {
+                step: st2.as_dict()
+                for step, st2 in grouped(inside, lambda s: s.step, bound).items()
+            },
+        }
     return found
 
 
-def _checks(samples: list[Sample], server: dict[str, Any] | None, tally: Tally,
-            objectives: slo.Objectives, tolerance: Tolerance) -> tuple[list[Check], dict[str, float]]:  # fmt: skip
+def _checks(
+    samples: list[Sample],
+    server: dict[str, Any] | None,
+    tally: Tally,
+    objectives: slo.Objectives,
+    tolerance: Tolerance,
+) -> tuple[list[Check], dict[str, float]]:
     bound = objectives.latency_bound_seconds
     checks = slo_checks(grouped(samples, lambda s: s.module, bound), objectives, "client")
     business, found = business_checks(samples, server, objectives)
@@ -160,8 +191,12 @@ def execute(options: Options, console: Console, stack: ExitStack) -> dict[str, A
     records = slo.recording_rules()
     options.out.mkdir(parents=True, exist_ok=True)
     console.print(f"setup: reading the seeded members and products from {options.host}")
-    world = discover(options.host, admin_email=options.admin_email, password=options.password,
-                     members=options.members)  # fmt: skip
+    world = discover(
+        options.host,
+        admin_email=options.admin_email,
+        password=options.password,
+        members=options.members,
+    )
     prom = resolve_prometheus(options, stack, console)
     # The window opens at the first scrape after setup's last request was recorded.
     time.sleep(0.5)
@@ -179,15 +214,22 @@ def execute(options: Options, console: Console, stack: ExitStack) -> dict[str, A
     step_rows = steps(samples, options.shape, first, objectives)
     result: dict[str, Any] = {
         "run": {
-            "host": options.host, "shape": asdict(options.shape), "think": options.run.think,
-            "seed": options.run.seed, "prometheus": prom.url if prom else None,
-            "window": {"start": window_start, "end": window_end, "first_arrival": first,
-                       "last_answer": last},
+            "host": options.host,
+            "shape": asdict(options.shape),
+            "think": options.run.think,
+            "seed": options.run.seed,
+            "prometheus": prom.url if prom else None,
+            "window": {
+                "start": window_start,
+                "end": window_end,
+                "first_arrival": first,
+                "last_answer": last,
+            },
             "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         "objectives": objectives.as_dict(),
         "tolerance": asdict(tolerance),
-        "tally": {k: (dict(v) if isinstance(v, dict) else v) for k, v in asdict(tally).items()},
+        "tally": {k: (dict(v) if isinstance(v, dict) else v) for k, v in vars(tally).items()},
         "total": stats(samples, bound).as_dict(),
         "modules": {m: s.as_dict() for m, s in grouped(samples, lambda s: s.module, bound).items()},
         "endpoints": _endpoints(samples, server, bound),
@@ -198,7 +240,7 @@ def execute(options: Options, console: Console, stack: ExitStack) -> dict[str, A
         "timeline": per_second(samples, first, int(options.shape.duration + options.run.drain)),
         "steps": step_rows,
         "highest_rate": highest_rate(step_rows),
-    }  # fmt: skip
+    }
     if options.baseline is not None:
         checks += baselines.compare(result, json.loads(options.baseline.read_text("utf-8")))
     result["checks"] = [c.as_dict() for c in checks]

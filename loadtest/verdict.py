@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loadtest.openmodel import Shape, Tally
 from loadtest.samples import Sample, Stats, grouped, stats
+from loadtest.shape import Shape, Tally
 from loadtest.slo import Objectives
 
 UNEXPECTED_MAX = 0.01  # the load test's own bar for answers a journey did not expect
@@ -65,14 +65,26 @@ def slo_checks(by_module: dict[str, Stats], objectives: Objectives, side: str) -
     bound_ms = objectives.latency_bound_seconds * 1000
     for module, s in by_module.items():
         checks.append(
-            Check("slo", "availability", f"{module} ({side})", s.error_ratio,
-                  objectives.availability_budget, s.error_ratio <= objectives.availability_budget,
-                  f"{s.server_errors} of {s.count} requests 5xx or unanswered")  # fmt: skip
+            Check(
+                "slo",
+                "availability",
+                f"{module} ({side})",
+                s.error_ratio,
+                objectives.availability_budget,
+                s.error_ratio <= objectives.availability_budget,
+                f"{s.server_errors} of {s.count} requests 5xx or unanswered",
+            )
         )
         checks.append(
-            Check("slo", "latency", f"{module} ({side})", s.slow_ratio, objectives.latency_budget,
-                  s.slow_ratio <= objectives.latency_budget,
-                  f"{s.slow} of {s.count} requests over {bound_ms:g} ms")  # fmt: skip
+            Check(
+                "slo",
+                "latency",
+                f"{module} ({side})",
+                s.slow_ratio,
+                objectives.latency_budget,
+                s.slow_ratio <= objectives.latency_budget,
+                f"{s.slow} of {s.count} requests over {bound_ms:g} ms",
+            )
         )
     return checks
 
@@ -80,17 +92,27 @@ def slo_checks(by_module: dict[str, Stats], objectives: Objectives, side: str) -
 def server_slo_checks(server: dict[str, Any], objectives: Objectives) -> list[Check]:
     checks = []
     rules = (
-        ("availability", "module:slo_availability_errors:ratio_rate5m",
-         objectives.availability_budget),
+        (
+            "availability",
+            "module:slo_availability_errors:ratio_rate5m",
+            objectives.availability_budget,
+        ),
         ("latency", "module:slo_latency_errors:ratio_rate5m", objectives.latency_budget),
-    )  # fmt: skip
+    )
     for slo, rule, budget in rules:
         for module, value in sorted(server["modules"][rule].items()):
             if module == "platform":
                 continue  # probes and scrapes: not the journeys' traffic
             checks.append(
-                Check("slo", slo, f"{module} (server)", value, budget, value <= budget,
-                      f"{rule} over the run")  # fmt: skip
+                Check(
+                    "slo",
+                    slo,
+                    f"{module} (server)",
+                    value,
+                    budget,
+                    value <= budget,
+                    f"{rule} over the run",
+                )
             )
     return checks
 
@@ -116,30 +138,64 @@ def business_checks(
     c = _client_business(samples)
     decided = c["checkouts_succeeded"] + c["checkouts_declined"] + c["checkouts_error"]
     sides: list[tuple[str, float, float, float]] = [
-        ("client", _ratio(c["checkouts_succeeded"], decided),
-         _ratio(c["signups_verified"], c["signups_started"]), _ratio(c["clicks"], c["searches"])),
-    ]  # fmt: skip
+        (
+            "client",
+            _ratio(c["checkouts_succeeded"], decided),
+            _ratio(c["signups_verified"], c["signups_started"]),
+            _ratio(c["clicks"], c["searches"]),
+        ),
+    ]
     if server is not None:
         b = server["business"]
-        sides.append(("server", b["job:payments_checkouts_success:ratio_rate5m"],
-                      b["job:auth_signups_completion:ratio_rate1h"],
-                      b["job:analytics_search_click:ratio_rate1h"]))  # fmt: skip
+        sides.append(
+            (
+                "server",
+                b["job:payments_checkouts_success:ratio_rate5m"],
+                b["job:auth_signups_completion:ratio_rate1h"],
+                b["job:analytics_search_click:ratio_rate1h"],
+            )
+        )
     sent_click_ratio = _ratio(c["clicks"], c["searches"])
     checks = []
     for side, checkout, signup, click in sides:
         rows = (
-            ("checkout success", checkout, objectives.checkout_success_min, decided,
-             objectives.checkout_min_decided, "decided checkouts"),
-            ("signup completion", signup, objectives.signup_completion_min, c["signups_started"],
-             objectives.signup_min_started, "signups started"),
-            ("search-to-click", click, objectives.search_click_relative_min * sent_click_ratio,
-             c["searches"], objectives.search_min_searches, "searches"),
-        )  # fmt: skip
+            (
+                "checkout success",
+                checkout,
+                objectives.checkout_success_min,
+                decided,
+                objectives.checkout_min_decided,
+                "decided checkouts",
+            ),
+            (
+                "signup completion",
+                signup,
+                objectives.signup_completion_min,
+                c["signups_started"],
+                objectives.signup_min_started,
+                "signups started",
+            ),
+            (
+                "search-to-click",
+                click,
+                objectives.search_click_relative_min * sent_click_ratio,
+                c["searches"],
+                objectives.search_min_searches,
+                "searches",
+            ),
+        )
         for name, value, limit, traffic, guard, what in rows:
             judged = traffic >= guard and math.isfinite(value)
             checks.append(
-                Check("business", name, side, value, limit, (value >= limit) if judged else None,
-                      f"{traffic:g} {what} (judged from {guard})")  # fmt: skip
+                Check(
+                    "business",
+                    name,
+                    side,
+                    value,
+                    limit,
+                    (value >= limit) if judged else None,
+                    f"{traffic:g} {what} (judged from {guard})",
+                )
             )
     return c, checks
 
@@ -149,27 +205,54 @@ def _within(client: float, server: float, tolerance: Tolerance) -> bool:
 
 
 def agreement_checks(
-    by_route: dict[str, Stats], elapsed_slow: dict[str, float], server: dict[str, Any],
+    by_route: dict[str, Stats],
+    elapsed_slow: dict[str, float],
+    server: dict[str, Any],
     tolerance: Tolerance,
-) -> list[Check]:  # fmt: skip
+) -> list[Check]:
     checks = []
     for key, s in by_route.items():
         seen = server["routes"].get(key, {})
         served = seen.get("count", 0.0)
-        checks.append(Check("agreement", "requests", key, s.count, served,
-                            _within(s.count, served, tolerance), "client count vs server count"))
+        checks.append(
+            Check(
+                "agreement",
+                "requests",
+                key,
+                s.count,
+                served,
+                _within(s.count, served, tolerance),
+                "client count vs server count",
+            )
+        )
         errors = seen.get("server_errors", 0.0)
-        checks.append(Check("agreement", "5xx", key, s.server_errors, errors,
-                            _within(s.server_errors, errors, tolerance),
-                            "client 5xx and unanswered vs server 5xx"))
+        checks.append(
+            Check(
+                "agreement",
+                "5xx",
+                key,
+                s.server_errors,
+                errors,
+                _within(s.server_errors, errors, tolerance),
+                "client 5xx and unanswered vs server 5xx",
+            )
+        )
         if served:
             server_slow = served - seen.get("within_bound", 0.0)
             client_slow = elapsed_slow[key]
             allowed = max(tolerance.count_floor, tolerance.slow_share * s.count)
-            checks.append(Check("agreement", "requests over the latency bound", key, client_slow,
-                                server_slow, abs(client_slow - server_slow) <= allowed,
-                                f"client (send to answer) vs server; tolerance {allowed:g}"))
-    return checks  # fmt: skip
+            checks.append(
+                Check(
+                    "agreement",
+                    "requests over the latency bound",
+                    key,
+                    client_slow,
+                    server_slow,
+                    abs(client_slow - server_slow) <= allowed,
+                    f"client (send to answer) vs server; tolerance {allowed:g}",
+                )
+            )
+    return checks
 
 
 def harness_checks(samples: list[Sample], tally: Tally) -> list[Check]:
@@ -177,18 +260,34 @@ def harness_checks(samples: list[Sample], tally: Tally) -> list[Check]:
     ratio = _ratio(unexpected, len(samples)) if samples else 0.0
     errors = sorted({f"{s.name}: {s.error}" for s in samples if s.unexpected})[:5]
     return [
-        Check("harness", "arrivals dropped", "open model", tally.dropped, 0, tally.dropped == 0,
-              "arrivals with no room in flight (raise --max-in-flight, or the rate is too high)"),
-        Check("harness", "unexpected answers", "journeys", ratio, UNEXPECTED_MAX,
-              ratio <= UNEXPECTED_MAX, "; ".join(errors)),
-    ]  # fmt: skip
+        Check(
+            "harness",
+            "arrivals dropped",
+            "open model",
+            tally.dropped,
+            0,
+            tally.dropped == 0,
+            "arrivals with no room in flight (raise --max-in-flight, or the rate is too high)",
+        ),
+        Check(
+            "harness",
+            "unexpected answers",
+            "journeys",
+            ratio,
+            UNEXPECTED_MAX,
+            ratio <= UNEXPECTED_MAX,
+            "; ".join(errors),
+        ),
+    ]
 
 
 def route_key(sample: Sample) -> str:
     return f"{sample.module} {sample.route}"
 
 
-def steps(samples: list[Sample], shape: Shape, start: float, objectives: Objectives) -> list[dict[str, Any]]:  # fmt: skip
+def steps(
+    samples: list[Sample], shape: Shape, start: float, objectives: Objectives
+) -> list[dict[str, Any]]:
     """Per stretch of a step shape: the client's SLO checks; which rates met every SLO."""
     rows = []
     for begin, end, rate in shape.windows():
@@ -196,12 +295,19 @@ def steps(samples: list[Sample], shape: Shape, start: float, objectives: Objecti
         by_module = grouped(inside, lambda s: s.module, objectives.latency_bound_seconds)
         checks = slo_checks(by_module, objectives, "client")
         total = stats(inside, objectives.latency_bound_seconds)
-        rows.append({
-            "rate": rate, "from": begin, "to": end, "requests": total.count, "p99": total.p99,
-            "error_ratio": total.error_ratio, "slow_ratio": total.slow_ratio,
-            "met": all(c.passed for c in checks),
-            "broken": sorted({f"{c.name} {c.scope}" for c in checks if c.passed is False}),
-        })  # fmt: skip
+        rows.append(
+            {
+                "rate": rate,
+                "from": begin,
+                "to": end,
+                "requests": total.count,
+                "p99": total.p99,
+                "error_ratio": total.error_ratio,
+                "slow_ratio": total.slow_ratio,
+                "met": all(c.passed for c in checks),
+                "broken": sorted({f"{c.name} {c.scope}" for c in checks if c.passed is False}),
+            }
+        )
     return rows
 
 

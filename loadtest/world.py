@@ -135,9 +135,7 @@ def discover(
     names: Counter[str] = Counter()
     cursor = None
     while len(catalog) < products:
-        page = _get(
-            session, "/v1/products?limit=100" + (f"&cursor={cursor}" if cursor else ""), {}
-        )
+        page = _get(session, "/v1/products?limit=100" + (f"&cursor={cursor}" if cursor else ""), {})
         for item in page["items"]:
             catalog.append(Product(item["id"], item["price_amount"], item["currency"]))
             names.update(_WORD.findall(item["name"].lower()))
@@ -167,7 +165,7 @@ def _sign_in(host: str, accounts: list[Account], concurrency: int = 4) -> None:
         if response.status_code != 200:
             raise SetupFailed(
                 f"{account.email} cannot log in ({response.status_code}): {response.text[:300]}"
-                " (a 429: raise the server's per-address login limits for the run, docs/loadtest.md)"
+                " (a 429: raise the server's per-address login limits, docs/loadtest.md)"
             )
         account.take(response.json())
 

@@ -1,4 +1,4 @@
-"""Faults: declared by the code that suffers them, switched across processes, refused in production."""
+"""Faults: declared by the code that suffers them, switched across processes, never in production."""
 
 from __future__ import annotations
 
