@@ -50,12 +50,14 @@ def _visit(
     if needs_member and account is None:
         tally.no_member += 1
         name, journey, needs_member = "browse", browse, False
+    # No retries: a retried request would be a second arrival the schedule never made.
     session = FastHttpSession(
         host,
         request_event=hook,
         user=None,
         network_timeout=args.timeout,
         connection_timeout=args.timeout,
+        max_retries=0,
     )
     tally.started[name] += 1
     try:

@@ -186,6 +186,10 @@ def _checks(
     return checks + found + harness_checks(samples, tally), business
 
 
+def _seconds(samples: list[Sample], first: float) -> int:
+    return int(max((s.intended for s in samples), default=first) - first) + 1
+
+
 def execute(options: Options, console: Console, stack: ExitStack) -> dict[str, Any]:
     objectives = slo.load()
     records = slo.recording_rules()
@@ -237,7 +241,7 @@ def execute(options: Options, console: Console, stack: ExitStack) -> dict[str, A
         "business": {"client": business, "server": server["counters"] if server else None},
         "database": server["database"] if server else None,
         "server": server,
-        "timeline": per_second(samples, first, int(options.shape.duration + options.run.drain)),
+        "timeline": per_second(samples, first, _seconds(samples, first)),
         "steps": step_rows,
         "highest_rate": highest_rate(step_rows),
     }

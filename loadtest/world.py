@@ -26,6 +26,8 @@ DEMO_PASSWORD = "demo-Password-1"  # noqa: S105 - the seed's documented demo pas
 ADMIN_EMAIL = "admin@example.com"
 MISSES = ("unobtainium", "zzxq flux capacitor")  # searches that find nothing
 _WORD = re.compile(r"[a-z]{4,}")
+# Setup waits as long as a login at the seed's argon2 cost takes on a busy machine; no retries.
+SETUP_HTTP = {"network_timeout": 180.0, "connection_timeout": 60.0, "max_retries": 0}
 
 
 class SetupFailed(RuntimeError):
@@ -109,7 +111,7 @@ def discover(
     products: int = 300,
 ) -> World:
     """Sign the admin in and read members, products and search terms from the API."""
-    session = FastHttpSession(host, request_event=EventHook(), user=None)
+    session = FastHttpSession(host, request_event=EventHook(), user=None, **SETUP_HTTP)
     admin = Account(admin_email, password)
     response = session.post("/v1/auth/login", json={"email": admin_email, "password": password})
     if response.status_code != 200:
@@ -153,18 +155,19 @@ def discover(
     return World(admin, chosen, catalog[:products], terms)
 
 
-def _sign_in(host: str, accounts: list[Account], concurrency: int = 4) -> None:
+def _sign_in(host: str, accounts: list[Account], concurrency: int = 2) -> None:
     """Members start with a live session, as returning users' browsers hold one. A seeded
     password is hashed at auth's default cost and rehashed at the server's on the first login:
     that cost is paid here, before the window, not by the first minute of the run."""
 
     def one(account: Account) -> None:
-        session = FastHttpSession(host, request_event=EventHook(), user=None)
+        session = FastHttpSession(host, request_event=EventHook(), user=None, **SETUP_HTTP)
         body = {"email": account.email, "password": account.password}
         response = session.post("/v1/auth/login", json=body)
         if response.status_code != 200:
             raise SetupFailed(
-                f"{account.email} cannot log in ({response.status_code}): {response.text[:300]}"
+                f"{account.email} cannot log in ({response.status_code}): "
+                f"{(response.text or repr(getattr(response, 'error', '')))[:300]}"
                 " (a 429: raise the server's per-address login limits, docs/loadtest.md)"
             )
         account.take(response.json())

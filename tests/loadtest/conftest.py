@@ -7,6 +7,7 @@ per-account and per-address auth limit raised (all clients are 127.0.0.1) and ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from alembic import command
 
 from app.platform.config import Settings
 from app.platform.db.migrations import alembic_config
-from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import Server, stop_server
 from tests.helpers import replica_catch_up, require_tool
 from tools import monitor
 from tools.pgstack import Stack, free_port
@@ -117,6 +118,27 @@ class LoadStack:
         path = out / "result.json"
         result = json.loads(path.read_text()) if path.exists() else {}
         return done.returncode, output, result
+
+
+def start_server(stack: Stack, log: Path, extra_env: dict[str, str]) -> Server:
+    """`python -m app serve` as tests/e2e starts it, with a ceiling for a machine this busy."""
+    port = free_port()
+    env = {**os.environ, "APP_ENV": "test", "APP_LOG_JSON": "true", **extra_env}
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited early:\n{server.output()}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(server.base_url + "/healthz", timeout=5).status_code == 200:
+                return server
+        time.sleep(0.2)
+    stop_server(server)
+    raise AssertionError(f"server did not come up:\n{server.output()}")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Faults: declared by the code that suffers them, switched across processes, never in production."""
+"""Faults: declared by the code that suffers them, switched across processes, never in prod."""
 
 from __future__ import annotations
 
