@@ -24,6 +24,7 @@ from locust.event import EventHook
 
 from loadtest.journeys import MIX, browse
 from loadtest.recorder import Recorder
+from loadtest.samples import Sample
 from loadtest.shape import Shape, Tally
 from loadtest.visit import Unexpected, Visit
 from loadtest.world import World
@@ -40,8 +41,37 @@ def _close(session: FastHttpSession) -> None:
         pool.close()
 
 
+def _cut(visit: Visit, recorder: Recorder) -> None:
+    """A request still unanswered when the drain ran out: a sample with no answer, so that the
+    slowest requests are not the ones the verdict never sees."""
+    if visit.in_flight is None:
+        return
+    context, sent = visit.in_flight
+    recorder.samples.append(
+        Sample(
+            context["method"],
+            context["route"],
+            context["journey"],
+            context["step"],
+            context["intended"],
+            sent,
+            time.time() - sent,
+            0,
+            "cut: no answer by the end of the drain",
+            True,
+        )
+    )
+
+
 def _visit(
-    world: World, host: str, hook: EventHook, tally: Tally, index: int, at: float, args: RunArgs
+    world: World,
+    host: str,
+    hook: EventHook,
+    tally: Tally,
+    index: int,
+    at: float,
+    args: RunArgs,
+    recorder: Recorder,
 ) -> None:
     rng = random.Random(args.seed * 1_000_003 + index)  # noqa: S311 - a journey's dice
     name = _pick(rng)
@@ -60,8 +90,8 @@ def _visit(
         max_retries=0,
     )
     tally.started[name] += 1
+    visit = Visit(session, name, at, rng, args.think)
     try:
-        visit = Visit(session, name, at, rng, args.think)
         if account is not None:
             journey(visit, world, account)  # type: ignore[call-arg]
         else:
@@ -69,6 +99,9 @@ def _visit(
         tally.completed[name] += 1
     except Unexpected:
         tally.failed[name] += 1
+    except gevent.GreenletExit:
+        _cut(visit, recorder)
+        raise
     finally:
         if account is not None:
             world.give_back(account)
@@ -118,7 +151,7 @@ def run(
             if pool.full():
                 tally.dropped += 1
                 continue
-            pool.spawn(_visit, world, host, hook, tally, index, at, args)
+            pool.spawn(_visit, world, host, hook, tally, index, at, args, recorder)
         pool.join(timeout=args.drain)
         tally.cut = len(pool)
         pool.kill(timeout=5)

@@ -118,6 +118,19 @@ def print_summary(result: dict[str, Any], console: Console) -> None:
         console.print(steps)
         console.print(f"highest rate meeting the SLOs: {result.get('highest_rate')} arrivals/s")
     console.print(checks_table(result))
+    business = result["business"]
+    console.print(f"business (client): {business['client']}")
+    if business["server"]:
+        console.print(f"business (server): {business['server']}")
+    database = result.get("database")
+    if database:
+        queries = database["queries"]
+        share = queries.get("primary", 0.0) / (sum(queries.values()) or 1.0)
+        console.print(
+            f"database: {share:.1%} of {sum(queries.values()):g} statements on the primary; "
+            f"pool waits {database['pool_waits']}, over 10 ms {database['pool_waits_over_10ms']}, "
+            f"p99 { ({k: round(v * 1000, 1) for k, v in database['pool_wait_p99'].items()}) } ms"
+        )
     console.print(
         f"arrivals {tally['scheduled']} scheduled, dropped {tally['dropped']}, cut {tally['cut']}, "
         f"journeys failed {sum(tally['failed'].values())}; load average {run['load_average']}"
@@ -265,6 +278,12 @@ def write_html(result: dict[str, Any], path: Path) -> None:
         ]
         for c in result["checks"]
     ]
+    steps = [
+        [escape(journey), escape(step), str(st["count"]), _ms(st["p50"]), _ms(st["p95"]),
+         _ms(st["p99"]), _pct(st["slow_ratio"])]
+        for journey, row in result["journeys"].items()
+        for step, st in row["steps"].items()
+    ]  # fmt: skip
     verdict = "PASS" if result["passed"] else "FAIL: " + "; ".join(result["broken"])
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Load test report</title>
 <style>{_STYLE}</style></head><body>
@@ -289,6 +308,11 @@ def write_html(result: dict[str, Any], path: Path) -> None:
             endpoints,
         )
     }
+<h2>Journey steps (client)</h2>
+{_html_table(["journey", "step", "n", "p50 ms", "p95 ms", "p99 ms", "> bound"], steps)}
+<h2>Database and business (server)</h2>
+<p>{escape(json.dumps(result.get("database")))}</p>
+<p>{escape(json.dumps(result["business"]))}</p>
 <h2>Checks</h2>
 {_html_table(["kind", "check", "scope", "value", "limit", "result", "detail"], checks)}
 </body></html>"""

@@ -38,6 +38,8 @@ class Visit:
         self.next_at = arrival
         self.rng = rng
         self.think_mean = think
+        # The request on the wire (its context and send time), for a visit cut at the end.
+        self.in_flight: tuple[dict[str, Any], float] | None = None
 
     def think(self, scale: float = 1.0) -> None:
         """The pause before the next request (the next one's intended time moves on)."""
@@ -62,12 +64,14 @@ class Visit:
             gevent.sleep(wait)
         url = f"{path}?{urlencode(params)}" if params else path
         context = {
+            "method": method,
             "route": route,
             "journey": self.journey,
             "step": step,
             "intended": self.next_at,
             "expect": expect,
         }
+        self.in_flight = (context, time.time())
         response = self.session.request(
             method,
             url,
@@ -76,6 +80,7 @@ class Visit:
             headers=dict(headers or {}),
             context=context,
         )
+        self.in_flight = None
         if think:
             self.think()
         else:

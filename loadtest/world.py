@@ -98,7 +98,7 @@ class World:
 def _get(session: FastHttpSession, url: str, headers: dict[str, str]) -> Any:
     response = session.get(url, headers=headers)
     if response.status_code != 200:
-        raise SetupFailed(f"GET {url}: {response.status_code} {response.text[:300]}")
+        raise SetupFailed(f"GET {url}: {response.status_code} {(response.text or '')[:300]}")
     return response.json()
 
 
@@ -117,7 +117,7 @@ def discover(
     if response.status_code != 200:
         raise SetupFailed(
             f"the admin {admin_email} cannot log in ({response.status_code}): is the database "
-            f"seeded (python -m app seed --preset small)? {response.text[:300]}"
+            f"seeded (python -m app seed --preset small)? {(response.text or '')[:300]}"
         )
     admin.take(response.json())
     found: list[Account] = []
