@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag
+.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag loadtest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local 
 audit: db ## the database audit on the local stack (ARGS=--verify, --json, --markdown FILE, ...)
 	@APP_AUDIT_DATABASE_URL="$${APP_AUDIT_DATABASE_URL:-$$($(PY) -m tools.pgstack env | sed -n 's/^APP_AUDIT_DATABASE_URL=//p')}" \
 		$(PY) -m app db audit $(ARGS)
+
+loadtest: $(STAMP) ## mixed journeys against `make run`'s app at RATE/s for DURATION s (SHAPE=step), verdict on the SLOs
+	@$(PY) -m loadtest --host $(or $(HOST),http://127.0.0.1:$(or $(APP_PORT),8000)) --rate $(or $(RATE),5) --duration $(or $(DURATION),60) --shape $(or $(SHAPE),constant) $(if $(BASELINE),--baseline $(BASELINE),) $(ARGS)
 
 stop: ## stop the local databases
 	@if [ -x $(PY) ]; then $(PY) -m tools.pgstack stop; else $(PYTHON) -m tools.pgstack stop; fi

@@ -319,6 +319,8 @@ def _faults_catalog() -> Any:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     bootstrap.load_models()  # importing the composition root imported every module's faults
+    import app.main  # noqa: F401 - and the app factory the platform's (its middleware's)
+
     return faults
 
 

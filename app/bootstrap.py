@@ -23,6 +23,7 @@ from app.modules.auth.router import router as auth_router
 from app.modules.auth.service import principal_is_current
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
+from app.modules.notifications.mailbox import router as mailbox_router
 from app.modules.notifications.router import router as notifications_router
 from app.modules.notifications.senders import build_sender
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
@@ -31,6 +32,7 @@ from app.modules.payments.service.cache import CACHE as PRODUCT_CACHE
 from app.modules.payments.service.cache import CHANNEL as PRODUCT_CHANNEL
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
+from app.platform.faults import ALLOWED_ENVIRONMENTS
 from app.platform.listen import ChannelListener, asyncpg_dsn
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
@@ -44,6 +46,10 @@ MODULE_ROUTERS: tuple[APIRouter, ...] = (
 def mount_modules(app: FastAPI) -> None:
     for router in MODULE_ROUTERS:
         app.include_router(router)
+    # The development mail capture (a captured link is a credential): never in production.
+    settings: Settings | None = getattr(app.state, "settings", None)
+    if settings is not None and settings.env in ALLOWED_ENVIRONMENTS:
+        app.include_router(mailbox_router)
     bind_ports(app)
 
 

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secure_cookies=not settings.is_dev,
         metrics=settings.http_metrics,
         access_log=settings.access_log,
+        slow_fault_seconds=settings.faults_slow_response_seconds,
     )
 
     app.include_router(health.router)

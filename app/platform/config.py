@@ -189,6 +189,8 @@ class Settings(BaseSettings):
 
     # Faults (app/platform/faults.py): how often each process reads the switches.
     faults_refresh_seconds: float = Field(default=1.0, gt=0)
+    # How long platform.slow_responses holds each request it hits (over the 500 ms latency SLO).
+    faults_slow_response_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -100,6 +100,12 @@ def catalog() -> Mapping[str, Fault]:
     return dict(sorted(_catalog.items()))
 
 
+def switches() -> Mapping[str, float]:
+    """This process's live view of the switched-on faults (empty while none is): a hot path
+    holds it and tests its truth before asking any fault."""
+    return _state
+
+
 def apply(state: Mapping[str, float]) -> None:
     """Make ``state`` (name -> ratio of the switches that are on) this process's view."""
     for name in _catalog:

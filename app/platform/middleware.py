@@ -33,6 +33,7 @@ skipped and nothing else changes: that is the "instrumentation off" of ``make be
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from bisect import bisect_left
@@ -45,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.platform import faults
 from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER
 from app.platform.errors import (
     AppError,
@@ -104,6 +106,19 @@ def _nul_location(scope: Scope) -> list[str] | None:
         if _NUL in value:
             return ["header", name.decode("latin-1")]
     return None
+
+
+# Faults of the whole HTTP surface, for load tests and drills: they hit a share of the modules'
+# requests (never the probes or /metrics, which are the platform's). While no fault at all is
+# switched on, a request pays one truthiness test of the switches' dict.
+SLOW_RESPONSES = faults.declare(
+    "platform.slow_responses",
+    "a share of API requests is held APP_FAULTS_SLOW_RESPONSE_SECONDS before the route runs",
+)
+SERVER_ERRORS = faults.declare(
+    "platform.server_errors", "a share of API requests is answered 500 without running the route"
+)
+_SWITCHES = faults.switches()
 
 
 class _Exchange(ObservationScope):
@@ -203,8 +218,10 @@ class PlatformMiddleware:
         secure_cookies: bool,
         metrics: bool = True,
         access_log: bool = True,
+        slow_fault_seconds: float = 1.0,
     ) -> None:
         self.app = app
+        self.slow_fault_seconds = slow_fault_seconds
         self.max_body_bytes = max_body_bytes
         self.metrics, self.access_log = metrics, access_log
         # The access line names the route too, so it needs the resolution even without metrics.
@@ -272,7 +289,8 @@ class PlatformMiddleware:
                 await self._answer(scope, receive, exchange, nul_refused(nul))
             else:
                 try:
-                    await self.app(scope, exchange.receive, exchange.send)
+                    if not (_SWITCHES and await self._faulted(scope, receive, exchange)):
+                        await self.app(scope, exchange.receive, exchange.send)
                 except Exception:
                     log.exception(
                         "unhandled exception", path=scope.get("path"), method=scope.get("method")
@@ -307,6 +325,17 @@ class PlatformMiddleware:
                         series.shared.record(status, duration, exchange.queries)
                 if self.access_log:
                     log_access(request_id, scope, series, status, duration, exchange.queries)
+
+    async def _faulted(self, scope: Scope, receive: Receive, exchange: _Exchange) -> bool:
+        """Suffer the platform's switched-on faults; whether the request was answered here."""
+        if exchange.module == PLATFORM:
+            return False
+        if SLOW_RESPONSES.hits():
+            await asyncio.sleep(self.slow_fault_seconds)
+        if SERVER_ERRORS.hits():
+            await self._answer(scope, receive, exchange, AppError("injected fault"))
+            return True
+        return False
 
     async def _answer(
         self,
