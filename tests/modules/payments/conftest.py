@@ -25,7 +25,8 @@ from tests.helpers import make_settings
 from tools.pgstack import Stack
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
-PROVIDER_TIMEOUT = 0.5
+# Generous: the fake writes its ledger in PostgreSQL, on a machine that may be busy.
+PROVIDER_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +47,14 @@ def settings(migrated: Stack) -> Settings:
 
 
 @pytest.fixture
-def provider(app: FastAPI) -> FakePaymentProvider:
-    """The app's provider, installed before the first request so tests can read its ledger."""
-    fake = FakePaymentProvider(latency_ms=0)
+async def provider(app: FastAPI, settings: Settings) -> AsyncIterator[FakePaymentProvider]:
+    """The app's provider, installed before the first request; ``charges``/``refunds`` list what
+    it did in this test (its ledger, shared by every process, holds every test's)."""
+    fake = FakePaymentProvider(str(settings.database_url), latency_ms=0)
+    await fake.find_charge(reference="warm-up")  # connected before the first timed call
     app.state.payments_provider = fake
-    return fake
+    yield fake
+    await fake.aclose()
 
 
 @dataclass
