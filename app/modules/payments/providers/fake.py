@@ -6,7 +6,9 @@ caller's idempotency key: it survives ``kill -9`` of the app, every process shar
 asked of another worker finds the charge), and it answers what happened to a reference. When
 ``APP_PAYMENTS_FAKE_PROVIDER_WEBHOOK_URL`` is set it also posts signed webhooks
 (``charge.succeeded``, ``charge.failed``, ``charge.refunded``) from an outbox of its own, late
-(``..._WEBHOOK_DELAY_MS``) and newest first (``..._WEBHOOK_REORDER``) when told to.
+(``..._WEBHOOK_DELAY_MS``) and newest first (``..._WEBHOOK_REORDER``: a lone due event waits up
+to one more delay for a later one to overtake it) when told to; a failed delivery is retried
+with backoff, by whichever process runs the fake.
 
 Test tokens (also in docs/payments.md):
 
@@ -389,13 +391,17 @@ class FakePaymentProvider:
             rows = (
                 await conn.execute(
                     text(
-                        f"SELECT id, payload, attempts FROM {SCHEMA}.webhook "
-                        f"WHERE delivered_at IS NULL AND due_at <= now() "
+                        f"SELECT id, payload, attempts, "
+                        f"due_at <= now() - make_interval(secs => :hold) AS overdue "
+                        f"FROM {SCHEMA}.webhook WHERE delivered_at IS NULL AND due_at <= now() "
                         f"ORDER BY due_at {order}, id {order} LIMIT :n FOR UPDATE SKIP LOCKED"
                     ),
-                    {"n": limit},
+                    {"n": limit, "hold": target.delay_ms / 1000},
                 )
             ).all()
+            if target.reorder and len(rows) == 1 and not rows[0].overdue:
+                # Out of order needs company: a lone event waits one more delay for a later one.
+                return 0
             for row in rows:
                 error = await self._post(row.payload)
                 if error is None:
