@@ -14,59 +14,20 @@ from sqlalchemy import select, text, update
 from app.modules.payments import service
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.modules.payments.models import IdempotencyKey, Order, Payment, Refund
-from app.modules.payments.providers import (
-    ChargeResult,
-    FakePaymentProvider,
-    RefundResult,
-)
+from app.modules.payments.providers import FakePaymentProvider, RefundResult
 from app.modules.payments.schemas import CheckoutRequest
 from app.platform.config import Settings
 from tests.helpers import wait_for
-from tests.modules.payments.conftest import Caller, CommittedEvents, ProductFactory, metric
+from tests.modules.payments.conftest import (
+    Caller,
+    CommittedEvents,
+    Died,
+    Interrupting,
+    ProductFactory,
+    metric,
+)
 
 PROBLEM = "application/problem+json"
-
-
-class Died(BaseException):
-    """The process died here: nothing after this line of the request ran (not an Exception)."""
-
-
-class Interrupting:
-    """The app's provider, with the request dying before or after the provider acted."""
-
-    def __init__(self, real: FakePaymentProvider) -> None:
-        self.real = real
-        self.die: str | None = None  # "before", "after"; "lost": the answer is lost (raises)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    async def _around(self, call: Any) -> Any:
-        mode, self.die = self.die, None
-        if mode == "before":
-            call.close()  # never sent
-            raise Died
-        result = await call
-        if mode == "after":
-            raise Died
-        if mode == "lost":
-            raise ConnectionResetError("the provider's answer was lost")
-        return result
-
-    async def charge(self, **kwargs: Any) -> ChargeResult:
-        result: ChargeResult = await self._around(self.real.charge(**kwargs))
-        return result
-
-    async def refund(self, **kwargs: Any) -> RefundResult:
-        result: RefundResult = await self._around(self.real.refund(**kwargs))
-        return result
-
-
-@pytest.fixture
-def flaky(app: FastAPI, provider: FakePaymentProvider) -> Interrupting:
-    wrapper = Interrupting(provider)
-    app.state.payments_provider = wrapper
-    return wrapper
 
 
 def cart(product: dict[str, Any], token: str = "tok_success") -> dict[str, Any]:
