@@ -210,8 +210,13 @@ def worker(
         stop = asyncio.Event()
         tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         loop = asyncio.get_running_loop()
+
+        def shutdown() -> None:
+            dispatcher.stop()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (dispatcher.stop(), stop.set()))
+            loop.add_signal_handler(sig, shutdown)
         beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
         periodic = bootstrap.worker_jobs(settings, adapters, db.session) if jobs else []
         try:
@@ -236,7 +241,7 @@ def payments_reconcile(
         typer.Option(help="seconds pending before a payment is reconciled (default: the setting)"),
     ] = None,
 ) -> None:
-    """One reconciliation pass now (the worker runs it every APP_PAYMENTS_RECONCILE_INTERVAL_SECONDS)."""
+    """One reconciliation pass now (the worker runs one every reconcile interval)."""
     import asyncio
 
     from app import bootstrap

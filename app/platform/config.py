@@ -214,9 +214,7 @@ class Settings(BaseSettings):
             return self
         problems = [*self._weak_secrets(), *self._unsafe_adapters()]
         if problems:
-            raise ValueError(
-                f"refusing to start with APP_ENV={self.env}: " + "; ".join(problems)
-            )
+            raise ValueError(f"refusing to start with APP_ENV={self.env}: " + "; ".join(problems))
         return self
 
     def _weak_secrets(self) -> list[str]:
@@ -248,9 +246,7 @@ class Settings(BaseSettings):
                 "with APP_PAYMENTS_ALLOW_FAKE_PROVIDER=true)"
             )
         if self.email_backend in ("console", "memory"):
-            problems.append(
-                f"APP_EMAIL_BACKEND={self.email_backend} sends no email: use smtp"
-            )
+            problems.append(f"APP_EMAIL_BACKEND={self.email_backend} sends no email: use smtp")
         url = urlsplit(self.public_base_url)
         if url.scheme != "https" or not url.hostname or _is_loopback(url.hostname):
             problems.append(

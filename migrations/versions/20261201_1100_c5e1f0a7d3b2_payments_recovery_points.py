@@ -25,9 +25,7 @@ def upgrade() -> None:
             "status", sa.String(length=16), server_default=sa.text("'succeeded'"), nullable=False
         ),
     )
-    op.add_column(
-        "payments_refund", sa.Column("failure_code", sa.String(length=64), nullable=True)
-    )
+    op.add_column("payments_refund", sa.Column("failure_code", sa.String(length=64), nullable=True))
     op.add_column(
         "payments_refund", sa.Column("settled_at", sa.DateTime(timezone=True), nullable=True)
     )

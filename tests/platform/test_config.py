@@ -121,15 +121,14 @@ def test_public_base_url_must_be_https_and_not_loopback_outside_development(url:
     assert Settings(_env_file=None).public_base_url.startswith("http://127.0.0.1")  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize(
-    "name", ["secret_key", "metrics_token", "payments_webhook_secret"]
-)
+@pytest.mark.parametrize("name", ["secret_key", "metrics_token", "payments_webhook_secret"])
 def test_every_secret_is_at_least_32_characters_outside_development(name: str) -> None:
     problem = _refusal(env="staging", payments_allow_fake_provider=True, **{name: "x" * 31})
     assert f"APP_{name.upper()} is shorter than 32 characters" in problem
     # 32 is enough.
     Settings(  # type: ignore[arg-type]
-        _env_file=None, **_safe(env="staging", payments_allow_fake_provider=True, **{name: "x" * 32})
+        _env_file=None,
+        **_safe(env="staging", payments_allow_fake_provider=True, **{name: "x" * 32}),
     )
 
 
@@ -153,5 +152,7 @@ def test_every_secret_setting_is_checked() -> None:
 def test_the_checkout_lease_outlasts_the_provider_timeout() -> None:
     with pytest.raises(ValidationError, match="LEASE_SECONDS must be longer"):
         Settings(  # type: ignore[call-arg]
-            _env_file=None, payments_provider_timeout_seconds=10, payments_idempotency_lease_seconds=5
+            _env_file=None,
+            payments_provider_timeout_seconds=10,
+            payments_idempotency_lease_seconds=5,
         )

@@ -190,7 +190,7 @@ async def lease_keys_of_order(
             .with_for_update()
         )
     )
-    now = await session.scalar(select(func.now()))
+    now: datetime = (await session.execute(select(func.now()))).scalar_one()
     if any(row.locked_until is not None and row.locked_until > now for row in rows):
         return None
     for row in rows:
@@ -206,7 +206,9 @@ async def keys_of_order(session: AsyncSession, order_id: uuid.UUID) -> list[Idem
     return list(await session.scalars(stmt))
 
 
-async def release_stalled_keys_without_order(session: AsyncSession, *, older_than: timedelta) -> int:
+async def release_stalled_keys_without_order(
+    session: AsyncSession, *, older_than: timedelta
+) -> int:
     """Forget keys whose request died before it created an order: nothing happened to them."""
     result = await session.execute(
         delete(IdempotencyKey).where(
@@ -229,9 +231,7 @@ async def purge_expired_keys(session: AsyncSession, *, batch: int) -> int:
         .with_for_update(skip_locked=True)
     )
     result = await session.execute(
-        delete(IdempotencyKey).where(
-            tuple_(IdempotencyKey.user_id, IdempotencyKey.key).in_(doomed)
-        )
+        delete(IdempotencyKey).where(tuple_(IdempotencyKey.user_id, IdempotencyKey.key).in_(doomed))
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -389,7 +389,8 @@ async def lock_refund(
     if refund is None:
         return None
     locked = await lock_order_and_payment(session, refund.order_id, user_id=None)
-    assert locked is not None and locked[1] is not None
+    assert locked is not None
+    assert locked[1] is not None
     refund = (
         await session.scalars(
             select(Refund)
@@ -431,9 +432,7 @@ async def oldest_pending_ages(session: AsyncSession) -> dict[str, float]:
     for kind, model in (("payment", Payment), ("refund", Refund)):
         age = await session.scalar(
             select(
-                func.coalesce(
-                    func.extract("epoch", func.now() - func.min(model.created_at)), 0
-                )
+                func.coalesce(func.extract("epoch", func.now() - func.min(model.created_at)), 0)
             ).where(model.status == "pending")
         )
         ages[kind] = float(age or 0)

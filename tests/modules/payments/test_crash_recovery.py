@@ -219,8 +219,8 @@ async def test_kill_9_during_300_checkouts_loses_and_doubles_nothing(
     first = await _storm(server.base_url, [send(i) for i in range(300)], servers.kill, 250)
     print(f"storm until the kill: {time.monotonic() - began:.1f}s")
     interrupted = [i for i, status in first.items() if status != 201]
-    assert all(status in (201, "RemoteProtocolError", "ReadError", "ConnectError", "not sent")
-               or status == "ConnectError" for status in first.values()), Counter(first.values())  # fmt: skip
+    cut = {201, "RemoteProtocolError", "ReadError", "ConnectError", "not sent"}
+    assert set(first.values()) <= cut, Counter(first.values())  # no answer but success or a cut
     assert len(interrupted) >= CONCURRENCY // 2, "the kill should have cut requests in flight"
 
     restarted = servers.start()
@@ -271,7 +271,9 @@ async def test_kill_9_during_300_refunds_settles_each_once(
         async def buy() -> str:
             async with gate:
                 response = await client.post(
-                    "/v1/checkout", json=body, headers={**buyer, "Idempotency-Key": str(uuid.uuid4())}
+                    "/v1/checkout",
+                    json=body,
+                    headers={**buyer, "Idempotency-Key": str(uuid.uuid4())},
                 )
             assert response.status_code == 201, response.text
             return str(response.json()["id"])
@@ -337,7 +339,8 @@ async def test_kill_9_during_300_refunds_settles_each_once(
         "WHERE name = 'payments.refund_issued' AND payload->>'user_id' = :u",
         u=str(buyer_id),
     )
-    assert len(events) == 300 and len({e for (e,) in events}) == 300  # published once each
+    assert len(events) == 300  # published once each
+    assert len({e for (e,) in events}) == 300
 
     async def notices() -> int:
         rows = await _rows(

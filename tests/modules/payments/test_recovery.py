@@ -30,7 +30,7 @@ from tests.modules.payments.conftest import (
 PROBLEM = "application/problem+json"
 
 
-def cart(product: dict[str, Any], token: str = "tok_success") -> dict[str, Any]:
+def cart(product: dict[str, Any], token: str = "tok_success") -> dict[str, Any]:  # noqa: S107
     return {"items": [{"product_id": product["id"]}], "payment_token": token}
 
 
@@ -74,9 +74,9 @@ async def order_rows(app: FastAPI, user_id: uuid.UUID) -> list[tuple[str, str, s
 async def references(app: FastAPI, user_id: uuid.UUID) -> list[str]:
     async with app.state.db.session() as session:
         ids = await session.scalars(
-            select(Payment.id).join(Order, Order.id == Payment.order_id).where(
-                Order.user_id == user_id
-            )
+            select(Payment.id)
+            .join(Order, Order.id == Payment.order_id)
+            .where(Order.user_id == user_id)
         )
         return [str(i) for i in ids]
 
@@ -241,7 +241,9 @@ async def test_a_refund_whose_answer_was_lost_is_settled_once(
     order_id = await paid(client, make_product, buyer)
     headers = buyer.with_key()
     flaky.die = "lost"  # the provider refunds; its answer never reaches us
-    lost = await client.post(f"/v1/orders/{order_id}/refund", json={"amount": 1200}, headers=headers)
+    lost = await client.post(
+        f"/v1/orders/{order_id}/refund", json={"amount": 1200}, headers=headers
+    )
     assert lost.status_code == 504, lost.text
     assert lost.headers["content-type"] == PROBLEM
     # Our records say what is known: a pending refund, no money moved yet on our side.
@@ -340,7 +342,7 @@ async def test_no_row_stays_locked_while_the_provider_thinks_about_a_refund(
             # The provider is being asked now; NOWAIT raises if the refund still held a row.
             for table, column in (("payments_order", "id"), ("payments_payment", "order_id")):
                 await session.execute(
-                    text(f"SELECT 1 FROM {table} WHERE {column} = :id FOR UPDATE NOWAIT"),
+                    text(f"SELECT 1 FROM {table} WHERE {column} = :id FOR UPDATE NOWAIT"),  # noqa: S608
                     {"id": order_id},
                 )
             await session.rollback()

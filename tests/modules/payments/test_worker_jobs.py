@@ -27,15 +27,14 @@ from tools.pgstack import Stack, free_port
 
 async def _add_keys(app: FastAPI, count: int, *, expired: bool) -> uuid.UUID:
     user = uuid.uuid4()
-    expires = "now() - interval '1 minute'" if expired else "now() + interval '1 day'"
     async with app.state.db.session.begin() as session:
         await session.execute(
             text(
                 "INSERT INTO payments_idempotency_key (user_id, key, fingerprint, state, "
-                f"expires_at) SELECT :u, 'k' || n, 'f', 'completed', {expires} "
-                "FROM generate_series(1, :n) AS n"
+                "expires_at) SELECT :u, 'k' || n, 'f', 'completed', "
+                "now() + make_interval(secs => :offset) FROM generate_series(1, :n) AS n"
             ),
-            {"u": user, "n": count},
+            {"u": user, "n": count, "offset": -60 if expired else 86_400},
         )
     return user
 
@@ -58,14 +57,14 @@ async def _keys_of(app: FastAPI, user: uuid.UUID) -> int:
     return int(count or 0)
 
 
-async def test_expired_keys_are_purged_in_bounded_batches(
-    app: FastAPI, settings: Settings
-) -> None:
+async def test_expired_keys_are_purged_in_bounded_batches(app: FastAPI, settings: Settings) -> None:
     await _add_keys(app, 2500, expired=True)
     live = await _add_keys(app, 10, expired=False)
     total = await _expired(app)  # earlier tests may have left a few expired keys too
 
-    bounded = settings.model_copy(update={"payments_purge_batch": 1000, "payments_purge_max_batches": 2})
+    bounded = settings.model_copy(
+        update={"payments_purge_batch": 1000, "payments_purge_max_batches": 2}
+    )
     first = await service.purge_expired_keys(app.state.db.session, bounded)
     assert first == [1000, 1000]  # a run stops at its bound, leaving the rest for the next
     assert await _expired(app) == total - 2000
@@ -73,7 +72,8 @@ async def test_expired_keys_are_purged_in_bounded_batches(
     rest = await service.purge_expired_keys(
         app.state.db.session, bounded.model_copy(update={"payments_purge_max_batches": 10})
     )
-    assert sum(rest) == total - 2000 and all(n <= 1000 for n in rest)
+    assert sum(rest) == total - 2000
+    assert all(n <= 1000 for n in rest)
     assert await _expired(app) == 0
     assert await _keys_of(app, live) == 10  # keys still within their 24 hours stay
 
@@ -124,7 +124,7 @@ async def test_the_worker_reconciles_and_purges_on_its_own(
         "APP_PAYMENTS_PURGE_BATCH": "500",
     }
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: ASYNC220 - starting it returns at once
             [sys.executable, "-m", "app", "worker", "--metrics-port", str(port)],
             cwd=ROOT,
             env=env,
@@ -147,11 +147,13 @@ async def test_the_worker_reconciles_and_purges_on_its_own(
             return await _keys_of(app, stale) == 0
 
         await wait_for(purged, timeout=60, interval=0.2)
-        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        async with httpx.AsyncClient() as http:
+            scrape = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
         settled = re.search(
             r'payments_reconciliations_total\{kind="payment",outcome="succeeded"\} (\S+)', scrape
         )
-        assert settled is not None and float(settled.group(1)) >= 1
+        assert settled is not None
+        assert float(settled.group(1)) >= 1
         assert "payments_idempotency_keys_purged_total" in scrape
         assert 'jobs_runs_total{job="payments.reconcile",outcome="ok"}' in scrape
         worker.send_signal(signal.SIGTERM)

@@ -149,7 +149,7 @@ async def _claim(
 ) -> _Claim:
     ttl = timedelta(seconds=settings.payments_idempotency_ttl_seconds)
     lease = timedelta(seconds=settings.payments_idempotency_lease_seconds)
-    args: dict[str, Any] = dict(user_id=user_id, key=key, fingerprint=digest)
+    args: dict[str, Any] = {"user_id": user_id, "key": key, "fingerprint": digest}
     if await repo.claim_idempotency_key(
         session, ttl=ttl, lease=lease, **args
     ) or await repo.take_over_expired_key(session, ttl=ttl, lease=lease, **args):

@@ -184,12 +184,11 @@ async def settle_refund(
     refund, payment, order = locked
     if refund.status == "succeeded" or (refund.status == "failed" and provider_refund_id is None):
         return refund, False
-    if refund.status == "failed":
-        # Marked failed (the provider had no record then) but the provider refunded after all:
-        # its ledger is the truth, as long as ours can hold it.
-        if payment.refunded_amount + refund.amount > payment.amount:
-            log.error("refund_beyond_payment", refund_id=str(refund.id))
-            return refund, False
+    # Marked failed (the provider had no record then) but the provider refunded after all: its
+    # ledger is the truth, as long as ours can hold it.
+    if refund.status == "failed" and payment.refunded_amount + refund.amount > payment.amount:
+        log.error("refund_beyond_payment", refund_id=str(refund.id))
+        return refund, False
     refund.settled_at = await session.scalar(func.now().select())
     if provider_refund_id is None:
         refund.status, refund.failure_code = "failed", failure_code

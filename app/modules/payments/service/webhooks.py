@@ -4,8 +4,9 @@ Event shape: ``{"id": "evt_...", "type": "charge.succeeded" | "charge.failed", "
 {"charge_id": "ch_...", "reference": "<our payment id>", "failure_code": "..."}}``, and
 ``charge.refunded`` with ``data.refund_reference`` (our refund id) and ``data.refund_id``. Only a
 payment or refund still ``pending`` changes; an outcome for a settled one is recorded and
-ignored, so a late or reordered delivery never flips a paid order or refunds twice. The inbox row and the change commit together: if
-applying fails, the event id is not kept and the provider's retry is processed.
+ignored, so a late or reordered delivery never flips a paid order or refunds twice. The inbox
+row and the change commit together: if applying fails, the event id is not kept and the
+provider's retry is processed.
 """
 
 from __future__ import annotations
@@ -102,7 +103,9 @@ async def _apply_refund(session: AsyncSession, data: dict[str, Any]) -> str:
         return "ignored"  # a refund made elsewhere (the provider's dashboard): not ours to book
     if await repo.get_refund_by_id(session, refund_id) is None:
         return "ignored"
-    _, changed = await settle_refund(session, refund_id, provider_refund_id=provider_refund_id[:100])
+    _, changed = await settle_refund(
+        session, refund_id, provider_refund_id=provider_refund_id[:100]
+    )
     return "applied" if changed else "ignored"
 
 
