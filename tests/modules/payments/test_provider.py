@@ -33,13 +33,13 @@ async def test_a_charge_made_by_one_process_is_refunded_by_another(settings: Set
     reference = str(uuid.uuid4())
     try:
         charged = await first.charge(
-            amount=2500, currency="EUR", token="tok_success", reference=reference,  # noqa: S106
+            amount=2500, currency="EUR", token="tok_success", reference=reference,
             idempotency_key=f"charge:{reference}",
         )  # fmt: skip
         await first.aclose()  # the first process is gone; its ledger is not
 
         again = await second.charge(
-            amount=2500, currency="EUR", token="tok_success", reference=reference,  # noqa: S106
+            amount=2500, currency="EUR", token="tok_success", reference=reference,
             idempotency_key=f"charge:{reference}",
         )  # fmt: skip
         assert again.charge_id == charged.charge_id  # idempotent across processes
