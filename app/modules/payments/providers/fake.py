@@ -31,9 +31,8 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -46,6 +45,9 @@ from app.modules.payments.providers.base import (
 )
 from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
 from app.platform.observability.logging import get_logger
+
+if TYPE_CHECKING:  # httpx is imported only by a fake that sends webhooks: startup stays lean
+    import httpx
 
 log = get_logger("app.payments.fake_provider")
 
@@ -131,6 +133,8 @@ class FakePaymentProvider:
 
     async def start(self) -> None:
         if self.webhooks is not None and self._sender is None:
+            import httpx
+
             self._http = httpx.AsyncClient(transport=self.webhooks.transport, timeout=10.0)
             self._sender = asyncio.create_task(self._send_webhooks(), name="fake-provider-hooks")
 
@@ -442,6 +446,8 @@ class FakePaymentProvider:
             SIGNATURE_HEADER: sign(self.webhooks.secret, body),
             "Content-Type": "application/json",
         }
+        import httpx
+
         try:
             response = await self._http.post(self.webhooks.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
