@@ -171,8 +171,15 @@ def worker(
         str | None,
         typer.Option(help="touch this file every few seconds while the event loop is alive"),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve the worker's Prometheus metrics on 127.0.0.1:PORT"),
+    ] = None,
+    jobs: Annotated[
+        bool, typer.Option(help="run the periodic jobs (payments reconciliation, key purge)")
+    ] = True,
 ) -> None:
-    """Run an outbox dispatcher on its own (as many as you like, beside the app's or instead)."""
+    """Run an outbox dispatcher and the periodic jobs on their own (as many as you like)."""
     import asyncio
     import dataclasses
     import signal
@@ -180,34 +187,96 @@ def worker(
     from app import bootstrap
     from app.platform import faults
     from app.platform.config import get_settings
+    from app.platform.db import Database
     from app.platform.events.dispatcher import Dispatcher
     from app.platform.events.policy import DeliveryPolicy
+    from app.platform.jobs import run_jobs
     from app.platform.observability.logging import configure_logging
     from app.platform.process import tune_garbage_collector
 
     settings = get_settings()
     configure_logging(settings)
-    bootstrap.subscribe_listeners(settings)
+    adapters = bootstrap.build_adapters(settings)
+    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
     policy = DeliveryPolicy.from_settings(settings)
     if concurrency is not None:
         policy = dataclasses.replace(policy, concurrency=concurrency)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
 
     async def main() -> None:
         dispatcher = Dispatcher(settings, policy=policy, name="worker")
+        db = Database(settings)
+        await adapters.start()
+        stop = asyncio.Event()
         tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         loop = asyncio.get_running_loop()
+
+        def shutdown() -> None:
+            dispatcher.stop()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, dispatcher.stop)
+            loop.add_signal_handler(sig, shutdown)
         beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
         switches = faults.start_refresh(settings)
+        periodic = bootstrap.worker_jobs(settings, adapters, db.session) if jobs else []
         try:
-            await dispatcher.run()
+            await asyncio.gather(dispatcher.run(), run_jobs(periodic, stop))
         finally:
             if beat is not None:
                 beat.cancel()
             await faults.stop_refresh(switches)
+            await adapters.aclose()
+            await db.dispose()
 
     asyncio.run(main())
+
+
+payments_app = typer.Typer(help="Operate payments: reconcile what is pending, purge old keys.")
+app.add_typer(payments_app, name="payments")
+
+
+@payments_app.command("reconcile")
+def payments_reconcile(
+    older_than: Annotated[
+        float | None,
+        typer.Option(help="seconds pending before a payment is reconciled (default: the setting)"),
+    ] = None,
+) -> None:
+    """One reconciliation pass now (the worker runs one every reconcile interval)."""
+    import asyncio
+
+    from app import bootstrap
+    from app.modules.payments import service
+    from app.platform.config import get_settings
+    from app.platform.db import Database
+
+    settings = get_settings()
+
+    async def main() -> service.ReconcileReport:
+        adapters = bootstrap.build_adapters(settings)
+        db = Database(settings)
+        try:
+            return await service.reconcile(
+                db.session, adapters.payments_provider, settings, older_than=older_than
+            )
+        finally:
+            await adapters.aclose()
+            await db.dispose()
+
+    report = asyncio.run(main())
+    typer.echo(
+        json.dumps(
+            {
+                "payments": dict(report.payments),
+                "refunds": dict(report.refunds),
+                "released_keys": report.released_keys,
+            }
+        )
+    )
 
 
 async def _heartbeat(path: str, every: float = 5.0) -> None:

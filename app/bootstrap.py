@@ -1,14 +1,18 @@
-"""The composition root: mounts each module's router and wires cross-module listeners and ports.
+"""The composition root: mounts each module's router, builds the adapters, wires listeners and jobs.
 
 This is the one place that knows every module; the modules know only each other's interfaces.
+Adapters (payment provider, email sender) are built here from settings and handed to the modules;
+tests hand fakes in through the same door (``create_app(settings, adapters=...)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.modules.analytics import listeners as analytics
 from app.modules.analytics.router import router as analytics_router
@@ -25,14 +29,17 @@ from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
 from app.modules.notifications.mailbox import router as mailbox_router
 from app.modules.notifications.router import router as notifications_router
-from app.modules.notifications.senders import build_sender
+from app.modules.notifications.senders import EmailSender, build_sender
+from app.modules.payments import service as payments
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
+from app.modules.payments.providers import FakePaymentProvider, PaymentProvider, WebhookTarget
 from app.modules.payments.router import router as payments_router
 from app.modules.payments.service.cache import CACHE as PRODUCT_CACHE
 from app.modules.payments.service.cache import CHANNEL as PRODUCT_CHANNEL
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 from app.platform.faults import ALLOWED_ENVIRONMENTS
+from app.platform.jobs import Job
 from app.platform.listen import ChannelListener, asyncpg_dsn
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
@@ -59,13 +66,84 @@ def bind_ports(app: FastAPI) -> None:
     app.state.principal_check = principal_is_current
 
 
-def subscribe_listeners(settings: Settings, registry: ListenerRegistry = REGISTRY) -> None:
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """What the modules reach the outside world through, one set per process."""
+
+    payments_provider: PaymentProvider
+    email_sender: EmailSender
+
+    async def start(self) -> None:
+        await self.payments_provider.start()
+
+    async def aclose(self) -> None:
+        await self.payments_provider.aclose()
+
+
+def build_payments_provider(settings: Settings) -> PaymentProvider:
+    """The adapter ``APP_PAYMENTS_PROVIDER`` names (settings refuse the fake where it is unsafe)."""
+    if settings.payments_provider == "fake":
+        webhooks = None
+        if settings.payments_fake_provider_webhook_url:
+            webhooks = WebhookTarget(
+                url=settings.payments_fake_provider_webhook_url,
+                secret=settings.payments_webhook_secret.get_secret_value(),
+                delay_ms=settings.payments_fake_provider_webhook_delay_ms,
+                reorder=settings.payments_fake_provider_webhook_reorder,
+            )
+        ledger = settings.payments_fake_provider_database_url or settings.database_url
+        return FakePaymentProvider(
+            str(ledger),
+            latency_ms=settings.payments_fake_provider_latency_ms,
+            webhooks=webhooks,
+        )
+    raise ValueError(f"no payment provider adapter named {settings.payments_provider!r}")
+
+
+def build_adapters(settings: Settings) -> Adapters:
+    return Adapters(
+        payments_provider=build_payments_provider(settings), email_sender=build_sender(settings)
+    )
+
+
+def worker_jobs(
+    settings: Settings, adapters: Adapters, sessions: async_sessionmaker[AsyncSession]
+) -> list[Job]:
+    """The periodic jobs of ``python -m app worker``."""
+
+    async def reconcile() -> None:
+        await payments.reconcile(sessions, adapters.payments_provider, settings)
+
+    async def purge() -> None:
+        await payments.purge_expired_keys(sessions, settings)
+
+    return [
+        Job("payments.reconcile", settings.payments_reconcile_interval_seconds, reconcile),
+        Job("payments.purge_idempotency_keys", settings.payments_purge_interval_seconds, purge),
+    ]
+
+
+def app_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:
+    """Periodic jobs of every API process: the gauges its /metrics serves."""
+
+    async def observe() -> None:
+        await payments.observe_pending(sessions)
+
+    return [Job("payments.observe_pending", 15.0, observe, first_after_seconds=15.0)]
+
+
+def subscribe_listeners(
+    settings: Settings,
+    registry: ListenerRegistry = REGISTRY,
+    *,
+    sender: EmailSender | None = None,
+) -> None:
     """Subscribe every module's listeners (again: idempotent, the last settings win)."""
     auth = AuthListeners(settings)
     registry.subscribe(
         PasswordResetAsked, auth.on_password_reset_asked, name="auth.issue_password_reset"
     )
-    notifications = NotificationListeners(build_sender(settings))
+    notifications = NotificationListeners(sender or build_sender(settings))
     registry.subscribe(
         NotificationRequested,
         notifications.on_notification_requested,

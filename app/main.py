@@ -14,6 +14,7 @@ from app.platform.config import Settings, get_settings
 from app.platform.db import Database
 from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
+from app.platform.jobs import run_jobs
 from app.platform.middleware import PlatformMiddleware
 from app.platform.observability import endpoint as metrics_endpoint
 from app.platform.observability.logging import configure_logging, get_logger
@@ -23,15 +24,21 @@ from app.platform.process import tune_garbage_collector
 log = get_logger("app")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, adapters: bootstrap.Adapters | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
-    bootstrap.subscribe_listeners(settings)
+    adapters = adapters or bootstrap.build_adapters(settings)
+    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings)
         await app.state.db.monitor.start()
+        await adapters.start()
+        stop_jobs = asyncio.Event()
+        jobs = asyncio.create_task(run_jobs(bootstrap.app_jobs(app.state.db.session), stop_jobs))
         dispatcher: asyncio.Task[None] | None = None
         if settings.events_dispatcher_enabled:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
@@ -53,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in module_tasks:
                 task.cancel()
             await asyncio.gather(*module_tasks, return_exceptions=True)
+            stop_jobs.set()
+            await jobs
+            await adapters.aclose()
             await app.state.db.dispose()
             log.info("shutdown")
 
@@ -65,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.adapters = adapters
+    app.state.payments_provider = adapters.payments_provider
     install_error_handlers(app)
     # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
     # line): outermost, so it sees the final status of everything inside.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -155,11 +156,31 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    payments_provider: Literal["fake"] = Field(
+        default="fake",
+        description="the payment provider adapter (app/bootstrap.py builds it); the fake one is "
+        "for development and tests",
+    )
+    payments_allow_fake_provider: bool = Field(
+        default=False, description="staging only: allow the fake provider for a demo"
+    )
     payments_provider_timeout_seconds: float = Field(
         default=10.0, gt=0, description="a charge not answered within this leaves the order pending"
     )
     payments_fake_provider_latency_ms: int = Field(
         default=50, ge=0, description="how long the fake provider takes to answer"
+    )
+    payments_fake_provider_database_url: PostgresDsn | None = Field(
+        default=None, description="where the fake keeps its ledger; default: APP_DATABASE_URL"
+    )
+    payments_fake_provider_webhook_url: str | None = Field(
+        default=None, description="the fake posts signed outcomes here; empty: no webhooks"
+    )
+    payments_fake_provider_webhook_delay_ms: int = Field(
+        default=0, ge=0, description="the fake's webhooks leave this late"
+    )
+    payments_fake_provider_webhook_reorder: bool = Field(
+        default=False, description="the fake sends its due webhooks newest first"
     )
     payments_webhook_secret: SecretStr = SecretStr(DEV_PAYMENTS_WEBHOOK_SECRET)
     payments_webhook_tolerance_seconds: int = Field(default=300, ge=1)
@@ -168,6 +189,19 @@ class Settings(BaseSettings):
         default=True, description="product pages cached in each process, invalidated by NOTIFY"
     )
     payments_catalog_cache_max_entries: int = Field(default=10_000, ge=1)
+    payments_idempotency_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a checkout key whose request stopped answering is resumed after this",
+    )
+    payments_reconcile_after_seconds: float = Field(
+        default=300.0, gt=0, description="payments and refunds pending longer are reconciled"
+    )
+    payments_reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    payments_reconcile_batch: int = Field(default=100, ge=1, le=10_000)
+    payments_purge_interval_seconds: float = Field(default=600.0, gt=0)
+    payments_purge_batch: int = Field(default=1000, ge=1, le=100_000)
+    payments_purge_max_batches: int = Field(default=100, ge=1)
 
     # Analytics ingestion limits: a batch over any of them is refused whole with a 422.
     analytics_max_batch_events: int = Field(default=500, ge=1, le=10_000)
@@ -223,25 +257,83 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> Settings:
-        if self.is_dev:
-            return self
-        defaults = {
-            "APP_SECRET_KEY": self.secret_key.get_secret_value() == DEV_SECRET_KEY,
-            "APP_METRICS_TOKEN": self.metrics_token.get_secret_value() == DEV_METRICS_TOKEN,
-            "APP_PAYMENTS_WEBHOOK_SECRET": (
-                self.payments_webhook_secret.get_secret_value() == DEV_PAYMENTS_WEBHOOK_SECRET
-            ),
-        }
-        weak = [name for name, is_default in defaults.items() if is_default]
-        if len(self.secret_key.get_secret_value()) < 32:
-            weak.append("APP_SECRET_KEY (shorter than 32 characters)")
-        if weak:
+    def _check_payments_timing(self) -> Settings:
+        # A live checkout must finish its charge before another request may resume its key.
+        if self.payments_idempotency_lease_seconds <= self.payments_provider_timeout_seconds:
             raise ValueError(
-                f"refusing to start with APP_ENV={self.env} and development secrets: "
-                f"set {', '.join(weak)}"
+                "APP_PAYMENTS_IDEMPOTENCY_LEASE_SECONDS must be longer than "
+                "APP_PAYMENTS_PROVIDER_TIMEOUT_SECONDS"
+            )
+        if self.payments_reconcile_after_seconds < self.payments_idempotency_lease_seconds:
+            raise ValueError(
+                "APP_PAYMENTS_RECONCILE_AFTER_SECONDS must be at least "
+                "APP_PAYMENTS_IDEMPOTENCY_LEASE_SECONDS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_parts(self) -> Settings:
+        """Outside development and test: real secrets, real adapters, a public https URL."""
+        if self.is_dev:
+            return self
+        problems = [*self._weak_secrets(), *self._unsafe_adapters()]
+        if problems:
+            raise ValueError(f"refusing to start with APP_ENV={self.env}: " + "; ".join(problems))
+        return self
+
+    def _weak_secrets(self) -> list[str]:
+        defaults = {
+            "APP_SECRET_KEY": DEV_SECRET_KEY,
+            "APP_METRICS_TOKEN": DEV_METRICS_TOKEN,
+            "APP_PAYMENTS_WEBHOOK_SECRET": DEV_PAYMENTS_WEBHOOK_SECRET,
+        }
+        problems: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if not isinstance(value, SecretStr) or name in EXTERNALLY_ISSUED_SECRETS:
+                continue
+            env_name = f"APP_{name.upper()}"
+            secret = value.get_secret_value()
+            if defaults.get(env_name) == secret:
+                problems.append(f"{env_name} is the development secret: set your own")
+            elif len(secret) < MIN_SECRET_LENGTH:
+                problems.append(f"{env_name} is shorter than {MIN_SECRET_LENGTH} characters")
+        return problems
+
+    def _unsafe_adapters(self) -> list[str]:
+        problems: list[str] = []
+        if self.payments_provider == "fake" and not (
+            self.env == "staging" and self.payments_allow_fake_provider
+        ):
+            problems.append(
+                "APP_PAYMENTS_PROVIDER=fake charges nothing real (a staging demo may allow it "
+                "with APP_PAYMENTS_ALLOW_FAKE_PROVIDER=true)"
+            )
+        if self.email_backend in ("console", "memory"):
+            problems.append(f"APP_EMAIL_BACKEND={self.email_backend} sends no email: use smtp")
+        url = urlsplit(self.public_base_url)
+        if url.scheme != "https" or not url.hostname or _is_loopback(url.hostname):
+            problems.append(
+                "APP_PUBLIC_BASE_URL must be an https URL of a public host (links in emails "
+                f"point there), not {self.public_base_url!r}"
+            )
+        return problems
+
+
+# Chosen by whoever issues them (the mail provider), not by us: their length is not ours to set.
+EXTERNALLY_ISSUED_SECRETS = frozenset({"smtp_password"})
+MIN_SECRET_LENGTH = 32
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 @lru_cache

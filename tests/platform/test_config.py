@@ -41,13 +41,118 @@ def test_refuses_default_secrets_outside_development(env: str) -> None:
         Settings(_env_file=None, env=env, secret_key="short", metrics_token="m" * 20)  # type: ignore[call-arg]
 
 
-def test_production_starts_with_real_secrets() -> None:
+def test_a_staging_demo_starts_with_real_secrets_and_safe_parts() -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
-        env="production",
+        env="staging",
         secret_key=STRONG,
         metrics_token="m" * 32,
         payments_webhook_secret="w" * 32,
+        payments_allow_fake_provider=True,
+        email_backend="smtp",
+        public_base_url="https://demo.example.com",
     )
     assert settings.json_logs is True
     assert Settings(_env_file=None).json_logs is False  # type: ignore[call-arg]
+
+
+def _safe(**overrides: object) -> dict[str, object]:
+    """A production configuration that passes every rule; each test breaks one."""
+    values: dict[str, object] = {
+        "env": "production",
+        "secret_key": STRONG,
+        "metrics_token": "m" * 32,
+        "payments_webhook_secret": "w" * 32,
+        "payments_provider": "fake",
+        "email_backend": "smtp",
+        "public_base_url": "https://shop.example.com",
+    }
+    values.update(overrides)
+    return values
+
+
+def _refusal(**overrides: object) -> str:
+    with pytest.raises(ValidationError) as err:
+        Settings(_env_file=None, **_safe(**overrides))  # type: ignore[arg-type]
+    return str(err.value)
+
+
+def test_the_fake_provider_is_refused_in_production_even_when_allowed() -> None:
+    assert "APP_PAYMENTS_PROVIDER=fake" in _refusal()
+    assert "APP_PAYMENTS_PROVIDER=fake" in _refusal(payments_allow_fake_provider=True)
+
+
+def test_the_fake_provider_is_refused_in_staging_unless_allowed_for_a_demo() -> None:
+    assert "APP_PAYMENTS_PROVIDER=fake" in _refusal(env="staging")
+    demo = Settings(_env_file=None, **_safe(env="staging", payments_allow_fake_provider=True))  # type: ignore[arg-type]
+    assert demo.payments_provider == "fake"
+
+
+def test_an_unknown_provider_is_refused_everywhere() -> None:
+    with pytest.raises(ValidationError, match="payments_provider"):
+        Settings(_env_file=None, env="development", payments_provider="paypal")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("backend", ["console", "memory"])
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_console_and_memory_email_are_refused_outside_development(env: str, backend: str) -> None:
+    problem = _refusal(env=env, payments_allow_fake_provider=True, email_backend=backend)
+    assert f"APP_EMAIL_BACKEND={backend}" in problem
+    assert "APP_PAYMENTS_PROVIDER" not in problem or env == "production"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://shop.example.com",
+        "https://127.0.0.1:8000",
+        "https://localhost",
+        "https://app.localhost",
+        "https://[::1]:8443",
+        "https://0.0.0.0",
+        "https://127.8.9.10",
+        "shop.example.com",
+    ],
+)
+def test_public_base_url_must_be_https_and_not_loopback_outside_development(url: str) -> None:
+    problem = _refusal(env="staging", payments_allow_fake_provider=True, public_base_url=url)
+    assert "APP_PUBLIC_BASE_URL" in problem
+    # Development keeps its loopback default.
+    assert Settings(_env_file=None).public_base_url.startswith("http://127.0.0.1")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", ["secret_key", "metrics_token", "payments_webhook_secret"])
+def test_every_secret_is_at_least_32_characters_outside_development(name: str) -> None:
+    problem = _refusal(env="staging", payments_allow_fake_provider=True, **{name: "x" * 31})
+    assert f"APP_{name.upper()} is shorter than 32 characters" in problem
+    # 32 is enough.
+    Settings(  # type: ignore[arg-type]
+        _env_file=None,
+        **_safe(env="staging", payments_allow_fake_provider=True, **{name: "x" * 32}),
+    )
+
+
+def test_every_secret_setting_is_checked() -> None:
+    """A secret added later is covered by the length rule without anyone remembering to."""
+    from pydantic import SecretStr
+
+    from app.platform.config import EXTERNALLY_ISSUED_SECRETS
+
+    secrets = {
+        name
+        for name, field in Settings.model_fields.items()
+        if SecretStr in (getattr(field.annotation, "__args__", None) or (field.annotation,))
+    }
+    assert {"secret_key", "metrics_token", "payments_webhook_secret"} <= secrets
+    for name in secrets - EXTERNALLY_ISSUED_SECRETS:
+        problem = _refusal(env="staging", payments_allow_fake_provider=True, **{name: "y" * 8})
+        assert f"APP_{name.upper()} is shorter than 32" in problem
+
+
+def test_the_checkout_lease_outlasts_the_provider_timeout() -> None:
+    with pytest.raises(ValidationError, match="LEASE_SECONDS must be longer"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            payments_provider_timeout_seconds=10,
+            payments_idempotency_lease_seconds=5,
+        )

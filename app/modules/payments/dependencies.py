@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.modules.payments.providers import FakePaymentProvider, PaymentProvider
+from app.modules.payments.providers import PaymentProvider
 from app.modules.payments.service._common import IdempotencyKeyRequired
 from app.platform.config import Settings
 from app.platform.db.session import get_database
@@ -18,13 +18,8 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: what c
 
 
 def get_provider(request: Request) -> PaymentProvider:
-    """The process's payment provider; the fake one until a real adapter is configured."""
-    state = request.app.state
-    provider: PaymentProvider | None = getattr(state, "payments_provider", None)
-    if provider is None:
-        settings: Settings = state.settings
-        provider = FakePaymentProvider(latency_ms=settings.payments_fake_provider_latency_ms)
-        state.payments_provider = provider
+    """The process's payment provider, built from settings by the composition root."""
+    provider: PaymentProvider = request.app.state.payments_provider
     return provider
 
 

@@ -33,6 +33,7 @@ SEARCH_VECTOR_SQL = (
 
 ORDER_STATUSES = ("pending", "paid", "failed", "partially_refunded", "refunded")
 PAYMENT_STATUSES = ("pending", "succeeded", "failed")
+REFUND_STATUSES = ("pending", "succeeded", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -112,6 +113,12 @@ class Payment(TimestampMixin, Base):
         CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"
         ),
+        # Reconciliation walks the pending payments, oldest first.
+        Index(
+            "ix_payments_payment_pending_created_at",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -129,11 +136,19 @@ class Payment(TimestampMixin, Base):
 
 
 class Refund(Base):
+    """A refund is recorded ``pending`` before the provider is asked, settled after it answers."""
+
     __tablename__ = "payments_refund"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(_one_of("status", REFUND_STATUSES), name="status"),
         # A client's retry of one refund finds the first one instead of refunding twice.
         UniqueConstraint("payment_id", "idempotency_key"),
+        Index(
+            "ix_payments_refund_pending_created_at",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -145,8 +160,11 @@ class Refund(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(String(500))
-    provider_refund_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'succeeded'"))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(100))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    settled_at: Mapped[datetime | None]
 
 
 class IdempotencyKey(Base):
@@ -156,6 +174,8 @@ class IdempotencyKey(Base):
     __table_args__ = (
         CheckConstraint("state IN ('in_progress', 'completed')", name="state"),
         Index("ix_payments_idempotency_key_expires_at", "expires_at"),
+        # Reconciliation finds the key of the order it settled.
+        Index("ix_payments_idempotency_key_order_id", "order_id"),
     )
 
     # Scoped to the user: two users may pick the same key without seeing each other's result.
@@ -168,6 +188,9 @@ class IdempotencyKey(Base):
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime]
+    # The lease of the request working on the key: once it lapses (the request died), the
+    # next request with the key resumes the checkout from its recovery point.
+    locked_until: Mapped[datetime | None]
 
 
 class WebhookEvent(Base):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -81,9 +81,15 @@ async def search_products(
 
 
 async def claim_idempotency_key(
-    session: AsyncSession, *, user_id: uuid.UUID, key: str, fingerprint: str, ttl: timedelta
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    ttl: timedelta,
+    lease: timedelta,
 ) -> bool:
-    """Insert the key as in progress; False when a row for it already exists."""
+    """Insert the key as in progress, leased; False when a row for it already exists."""
     stmt = (
         insert(IdempotencyKey)
         .values(
@@ -92,6 +98,7 @@ async def claim_idempotency_key(
             fingerprint=fingerprint,
             state="in_progress",
             expires_at=func.now() + ttl,
+            locked_until=func.now() + lease,
         )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
         .returning(IdempotencyKey.key)
@@ -100,7 +107,13 @@ async def claim_idempotency_key(
 
 
 async def take_over_expired_key(
-    session: AsyncSession, *, user_id: uuid.UUID, key: str, fingerprint: str, ttl: timedelta
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    ttl: timedelta,
+    lease: timedelta,
 ) -> bool:
     """Reuse an expired key's row for a new request; atomic, so only one taker wins."""
     stmt = (
@@ -118,10 +131,109 @@ async def take_over_expired_key(
             response_body=None,
             created_at=func.now(),
             expires_at=func.now() + ttl,
+            locked_until=func.now() + lease,
         )
         .returning(IdempotencyKey.key)
     )
     return (await session.execute(stmt)).first() is not None
+
+
+def _lease_lapsed() -> Any:
+    return or_(IdempotencyKey.locked_until.is_(None), IdempotencyKey.locked_until <= func.now())
+
+
+async def take_over_stalled_key(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    lease: timedelta,
+) -> IdempotencyKey | None:
+    """Lease an in-progress key whose request stopped (its lease lapsed); one taker wins."""
+    stmt = (
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.state == "in_progress",
+            IdempotencyKey.fingerprint == fingerprint,
+            _lease_lapsed(),
+        )
+        .values(locked_until=func.now() + lease)
+        .returning(IdempotencyKey)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def end_lease(session: AsyncSession, user_id: uuid.UUID, key: str) -> None:
+    """The request gives the key up unfinished: the next one with it resumes at once."""
+    await session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.user_id == user_id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.state == "in_progress",
+        )
+        .values(locked_until=func.now())
+    )
+
+
+async def lease_keys_of_order(
+    session: AsyncSession, order_id: uuid.UUID, lease: timedelta
+) -> list[IdempotencyKey] | None:
+    """Lease the order's in-progress keys; None while a live request still holds one."""
+    rows = list(
+        await session.scalars(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.order_id == order_id, IdempotencyKey.state == "in_progress")
+            .with_for_update()
+        )
+    )
+    now: datetime = (await session.execute(select(func.now()))).scalar_one()
+    if any(row.locked_until is not None and row.locked_until > now for row in rows):
+        return None
+    for row in rows:
+        row.locked_until = now + lease
+    await session.flush()
+    return rows
+
+
+async def keys_of_order(session: AsyncSession, order_id: uuid.UUID) -> list[IdempotencyKey]:
+    stmt = select(IdempotencyKey).where(
+        IdempotencyKey.order_id == order_id, IdempotencyKey.state == "in_progress"
+    )
+    return list(await session.scalars(stmt))
+
+
+async def release_stalled_keys_without_order(
+    session: AsyncSession, *, older_than: timedelta
+) -> int:
+    """Forget keys whose request died before it created an order: nothing happened to them."""
+    result = await session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.state == "in_progress",
+            IdempotencyKey.order_id.is_(None),
+            IdempotencyKey.created_at <= func.now() - older_than,
+            _lease_lapsed(),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def purge_expired_keys(session: AsyncSession, *, batch: int) -> int:
+    """Delete at most ``batch`` expired keys (oldest first, on the expiry index)."""
+    doomed = (
+        select(IdempotencyKey.user_id, IdempotencyKey.key)
+        .where(IdempotencyKey.expires_at <= func.now())
+        .order_by(IdempotencyKey.expires_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        delete(IdempotencyKey).where(tuple_(IdempotencyKey.user_id, IdempotencyKey.key).in_(doomed))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def get_idempotency_key(
@@ -149,7 +261,7 @@ async def complete_idempotency_key(
     await session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .values(state="completed", response_status=status, response_body=body)
+        .values(state="completed", response_status=status, response_body=body, locked_until=None)
     )
 
 
@@ -212,6 +324,10 @@ async def lock_order_and_payment(
     return order, payment
 
 
+async def payment_of_order(session: AsyncSession, order_id: uuid.UUID) -> Payment:
+    return (await session.scalars(select(Payment).where(Payment.order_id == order_id))).one()
+
+
 async def lock_payment_by_reference(
     session: AsyncSession, *, charge_id: str | None, payment_id: uuid.UUID | None
 ) -> tuple[Payment, Order] | None:
@@ -249,6 +365,78 @@ async def lock_payment_by_reference(
 async def get_refund(session: AsyncSession, payment_id: uuid.UUID, key: str) -> Refund | None:
     stmt = select(Refund).where(Refund.payment_id == payment_id, Refund.idempotency_key == key)
     return (await session.scalars(stmt)).first()
+
+
+async def get_refund_by_id(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
+    return await session.get(Refund, refund_id)
+
+
+async def pending_refund_amount(session: AsyncSession, payment_id: uuid.UUID) -> int:
+    """What pending refunds of the payment hold back from what remains refundable."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment_id, Refund.status == "pending"
+        )
+    )
+    return int(total or 0)
+
+
+async def lock_refund(
+    session: AsyncSession, refund_id: uuid.UUID
+) -> tuple[Refund, Payment, Order] | None:
+    """The refund with its payment and order, locked in the order other writers lock them."""
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        return None
+    locked = await lock_order_and_payment(session, refund.order_id, user_id=None)
+    assert locked is not None
+    assert locked[1] is not None
+    refund = (
+        await session.scalars(
+            select(Refund)
+            .where(Refund.id == refund_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    return refund, locked[1], locked[0]
+
+
+async def pending_payment_ids(
+    session: AsyncSession, *, older_than: timedelta, limit: int
+) -> list[uuid.UUID]:
+    stmt = (
+        select(Payment.id)
+        .where(Payment.status == "pending", Payment.created_at <= func.now() - older_than)
+        .order_by(Payment.created_at)
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def pending_refund_ids(
+    session: AsyncSession, *, older_than: timedelta, limit: int
+) -> list[uuid.UUID]:
+    stmt = (
+        select(Refund.id)
+        .where(Refund.status == "pending", Refund.created_at <= func.now() - older_than)
+        .order_by(Refund.created_at)
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def oldest_pending_ages(session: AsyncSession) -> dict[str, float]:
+    """Seconds since the oldest pending payment and refund were created (0: none pending)."""
+    ages: dict[str, float] = {}
+    for kind, model in (("payment", Payment), ("refund", Refund)):
+        age = await session.scalar(
+            select(
+                func.coalesce(func.extract("epoch", func.now() - func.min(model.created_at)), 0)
+            ).where(model.status == "pending")
+        )
+        ages[kind] = float(age or 0)
+    return ages
 
 
 # --- webhook inbox ---------------------------------------------------------------------------

@@ -186,7 +186,7 @@ async def refund_order(
     order_id: uuid.UUID,
     body: RefundRequest,
     response: Response,
-    session: PrimarySession,
+    sessions: Sessions,
     principal: FreshPrincipal,
     key: IdempotencyKey,
     provider: Provider,
@@ -197,7 +197,7 @@ async def refund_order(
     A retry with the same Idempotency-Key returns the first refund instead of refunding again.
     """
     outcome = await service.refund_order(
-        session,
+        sessions,
         provider,
         settings,
         order_id=order_id,

@@ -79,3 +79,24 @@ def test_templates_fail_loudly_on_missing_values() -> None:
         RENDERER.render("message", {"title": "only a title"})
     with pytest.raises(KeyError):
         RENDERER.render("no_such_template", {})
+
+
+@pytest.mark.parametrize(("env", "redacted"), [("development", False), ("staging", True)])
+async def test_console_email_never_logs_a_token_link_outside_development(
+    env: str, redacted: bool, settings: Settings
+) -> None:
+    """Staging refuses the console backend; if one ran there anyway, its links keep no token."""
+    from structlog.testing import capture_logs
+
+    outside = settings.model_copy(update={"env": env})
+    sender = build_sender(outside)
+    assert isinstance(sender, ConsoleEmailSender)
+    text = "Reset: https://shop.example.com/reset-password?token=SECRET123abc&lang=en"
+    with capture_logs() as logs:
+        await sender.send(
+            Email(to="a@example.com", subject="s", text=text, html="h", message_id="<m@x>")
+        )
+    [line] = [entry for entry in logs if entry["event"] == "email_console"]
+    assert ("SECRET123abc" in line["text"]) is not redacted
+    if redacted:
+        assert "token=[redacted]&lang=en" in line["text"]

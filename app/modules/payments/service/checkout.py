@@ -1,36 +1,42 @@
 """Checkout: an idempotent request that creates an order and charges it through the provider.
 
-The work runs in three short transactions, with the provider's charge between them and no
-database transaction open while the provider thinks:
+The work runs in short transactions, with the provider's charge between them and no database
+transaction open while the provider thinks (Stripe's recovery points are the model):
 
 1. **Claim** the ``Idempotency-Key`` (``INSERT ... ON CONFLICT DO NOTHING`` on
-   ``payments_idempotency_key``, committed at once). The row, not process memory, decides: a
-   second request with the key finds it and gets the stored response (same body), a 409
-   "in progress" problem (the first is still running) or a 422 problem (another body).
+   ``payments_idempotency_key``, committed at once) with a **lease**
+   (``APP_PAYMENTS_IDEMPOTENCY_LEASE_SECONDS``, longer than the provider timeout). The row, not
+   process memory, decides: a second request with the key gets the stored response (same body),
+   a 409 "in progress" problem while the lease runs (``Retry-After``: until it lapses), or a 422
+   problem (another body).
 2. **Create** the order, its items (names and prices copied from the catalog now) and a pending
-   payment; commit. Bad input (unknown or inactive product, mixed currencies) releases the key, as
-   a request that never started leaves nothing to replay.
+   payment; commit, the order's id on the key (the recovery point). Bad input (unknown or
+   inactive product, mixed currencies) releases the key, as a request that never started leaves
+   nothing to replay.
 3. **Charge** through the ``PaymentProvider`` with the payment id as the provider's idempotency
    key, bounded by ``APP_PAYMENTS_PROVIDER_TIMEOUT_SECONDS``.
 4. **Record** the outcome, publish the event and store the response on the key, in one transaction.
 
-Recovery: an order is ``paid`` only after the provider said the charge succeeded. When the
-provider times out (or the process dies between 3 and 4) the order and payment stay ``pending``;
-the provider's webhook (``charge.succeeded`` / ``charge.failed``, which carries our payment id as
-``reference``) settles them later, see ``webhooks.py``. A client retrying with the same key gets
-the stored 504 problem naming the order, whose current state ``GET /v1/orders/{id}`` shows. A
-key whose request died before step 4 stays "in progress" until it expires; its 409 problem names
-the order (``order_id``) so the client can follow that instead.
+Recovery: an order is ``paid`` only after the provider said the charge succeeded. A request that
+died (``kill -9``, a lost connection) leaves its key in progress; once the lease lapses the next
+request with the key **resumes** from the recovery point: no order yet, it creates one; an order
+whose payment is pending, it asks the provider again with the same idempotency key (which returns
+the first charge if there was one); a payment settled meanwhile (webhook, reconciliation), it
+answers with that. A provider timeout answers 504 and gives the lease up at once, so a retry
+resumes rather than replays. Keys nobody retries are settled by the worker's reconciliation
+(``reconciliation.py``): it asks the provider by our reference and settles, or marks the payment
+failed and releases the key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,6 +47,7 @@ from app.modules.payments.models import IdempotencyKey, Order, OrderItem, Paymen
 from app.modules.payments.providers import ChargeResult, PaymentProvider, ProviderError
 from app.modules.payments.schemas import CheckoutRequest, OrderOut
 from app.modules.payments.service._common import (
+    NOT_CHARGED,
     CheckoutInvalid,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
@@ -71,11 +78,19 @@ class CheckoutResponse:
     replayed: bool = False
     media_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # The outcome is not known yet (provider timeout): answered, but not stored on the key.
+    unsettled: bool = False
 
 
 def fingerprint(request: CheckoutRequest) -> str:
     """A digest of what the request asks for, independent of JSON spacing and key order."""
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    row: IdempotencyKey | None  # None: a new claim
+    taken: bool
 
 
 async def checkout(
@@ -88,40 +103,67 @@ async def checkout(
     request: CheckoutRequest,
 ) -> CheckoutResponse:
     digest = fingerprint(request)
-    ttl = timedelta(seconds=settings.payments_idempotency_ttl_seconds)
     async with sessions.begin() as session:
-        claimed = await repo.claim_idempotency_key(
-            session, user_id=user_id, key=key, fingerprint=digest, ttl=ttl
-        ) or await repo.take_over_expired_key(
-            session, user_id=user_id, key=key, fingerprint=digest, ttl=ttl
-        )
-        existing = None if claimed else await repo.get_idempotency_key(session, user_id, key)
-    if not claimed:
-        return _answer_from_existing(existing, digest)
+        claim = await _claim(session, settings, user_id, key, digest)
+    if not claim.taken:
+        return _answer_from_existing(claim.row, digest, settings)
 
     started = time.perf_counter()
-    try:
-        async with sessions.begin() as session:
-            order, payment = await _create_order(session, user_id, request)
-            await repo.set_idempotency_order(session, user_id, key, order.id)
-    except Exception:
-        async with sessions.begin() as session:
-            await repo.release_idempotency_key(session, user_id, key)
-        raise
+    order_id = claim.row.order_id if claim.row is not None else None
+    if order_id is None:
+        try:
+            async with sessions.begin() as session:
+                order, payment = await _create_order(session, user_id, request)
+                await repo.set_idempotency_order(session, user_id, key, order.id)
+                order_id = order.id
+        except Exception:
+            async with sessions.begin() as session:
+                await repo.release_idempotency_key(session, user_id, key)
+            raise
+    else:
+        log.info("checkout_resumed", order_id=str(order_id))
+    async with sessions.begin() as session:
+        payment = await repo.payment_of_order(session, order_id)
 
-    outcome, result, failure = await _charge(provider, settings, payment, request.payment_token)
+    outcome: str | None = None
+    result: ChargeResult | None = None
+    failure: str | None = None
+    if payment.status == "pending":
+        outcome, result, failure = await _charge(provider, settings, payment, request.payment_token)
 
     async with sessions.begin() as session:
         response = await _record_outcome(session, payment.id, outcome, result, failure)
-        await repo.complete_idempotency_key(
-            session, user_id, key, status=response.status, body=response.body
-        )
-    metrics.checkouts_total.labels(outcome=outcome).inc()
-    metrics.checkout_duration_seconds.observe(time.perf_counter() - started)
+        if response.unsettled:
+            await repo.end_lease(session, user_id, key)
+        else:
+            await repo.complete_idempotency_key(
+                session, user_id, key, status=response.status, body=response.body
+            )
+    if outcome is not None:
+        metrics.checkouts_total.labels(outcome=outcome).inc()
+        metrics.checkout_duration_seconds.observe(time.perf_counter() - started)
     return response
 
 
-def _answer_from_existing(row: IdempotencyKey | None, digest: str) -> CheckoutResponse:
+async def _claim(
+    session: AsyncSession, settings: Settings, user_id: uuid.UUID, key: str, digest: str
+) -> _Claim:
+    ttl = timedelta(seconds=settings.payments_idempotency_ttl_seconds)
+    lease = timedelta(seconds=settings.payments_idempotency_lease_seconds)
+    args: dict[str, Any] = {"user_id": user_id, "key": key, "fingerprint": digest}
+    if await repo.claim_idempotency_key(
+        session, ttl=ttl, lease=lease, **args
+    ) or await repo.take_over_expired_key(session, ttl=ttl, lease=lease, **args):
+        return _Claim(None, taken=True)
+    stalled = await repo.take_over_stalled_key(session, lease=lease, **args)
+    if stalled is not None:
+        return _Claim(stalled, taken=True)
+    return _Claim(await repo.get_idempotency_key(session, user_id, key), taken=False)
+
+
+def _answer_from_existing(
+    row: IdempotencyKey | None, digest: str, settings: Settings
+) -> CheckoutResponse:
     if row is None:  # released between our insert attempt and our read: the first one failed
         raise IdempotencyKeyInProgress(
             "A request with this Idempotency-Key just ended without a result; retry",
@@ -133,9 +175,14 @@ def _answer_from_existing(row: IdempotencyKey | None, digest: str) -> CheckoutRe
             "use a new key for a new checkout"
         )
     if row.state != "completed" or row.response_status is None or row.response_body is None:
+        left = settings.payments_idempotency_lease_seconds
+        if row.locked_until is not None:
+            left = (row.locked_until - datetime.now(UTC)).total_seconds()
+        wait = min(max(1, math.ceil(left)), math.ceil(settings.payments_idempotency_lease_seconds))
         raise IdempotencyKeyInProgress(
-            "The first request with this Idempotency-Key is still in progress; retry shortly",
-            headers={"Retry-After": "1"},
+            "The first request with this Idempotency-Key is still in progress; retry after "
+            f"{wait}s (a request that stopped answering is resumed then)",
+            headers={"Retry-After": str(wait)},
             order_id=row.order_id,
         )
     is_problem = row.response_status >= 400
@@ -233,17 +280,20 @@ async def _charge(
 async def _record_outcome(
     session: AsyncSession,
     payment_id: uuid.UUID,
-    outcome: str,
+    outcome: str | None,
     result: ChargeResult | None,
     failure: str | None,
 ) -> CheckoutResponse:
+    """Apply what the provider said (``outcome`` None: nothing new) and answer with the state."""
     locked = await repo.lock_payment_by_reference(session, charge_id=None, payment_id=payment_id)
     assert locked is not None, "the payment was committed before the charge"
     payment, order = locked
     if result is not None and result.charge_id and payment.provider_charge_id is None:
         payment.provider_charge_id = result.charge_id
-    # A webhook may have settled the payment while we waited; its outcome stands.
-    if payment.status == "pending":
+    # A webhook or the reconciliation may have settled the payment while we waited; it stands,
+    # unless the reconciliation found no charge and the provider charged after all.
+    overtaken = payment.failure_code == NOT_CHARGED and outcome == "succeeded"
+    if payment.status == "pending" or overtaken:
         if outcome == "succeeded":
             payment.status, order.status = "succeeded", "paid"
             await _emit(session, order_paid_event(order, payment))
@@ -252,11 +302,36 @@ async def _record_outcome(
             payment.status, payment.failure_code, order.status = "failed", code, "failed"
             await _emit(session, payment_failed_event(order, payment, code))
     await session.flush()
-    loaded = await repo.get_order(session, order.id)
-    assert loaded is not None
-    body = OrderOut.model_validate(loaded)
+    response = await settled_response(session, order.id, payment)
+    if response is None:
+        return _problem(
+            ProviderTimedOut(
+                "The payment provider did not answer in time. The order stays pending until "
+                "the provider reports the outcome; retry with the same key, or follow "
+                "GET /v1/orders/{id}"
+            ),
+            order_id=order.id,
+            order=await _order_out(session, order.id),
+            unsettled=True,
+        )
+    return response
 
-    if order.status == "failed":
+
+async def _order_out(session: AsyncSession, order_id: uuid.UUID) -> OrderOut:
+    loaded = await repo.get_order(session, order_id)
+    assert loaded is not None
+    return OrderOut.model_validate(loaded)
+
+
+async def settled_response(
+    session: AsyncSession, order_id: uuid.UUID, payment: Payment
+) -> CheckoutResponse | None:
+    """The response a checkout of this order stores on its key; None while still pending.
+
+    ``tok_pending`` charges answer 202 (accepted, a webhook decides): that is stored too.
+    """
+    body = await _order_out(session, order_id)
+    if payment.status == "failed":
         code = payment.failure_code or "provider_error"
         error: AppError = (
             ProviderFailed(
@@ -265,21 +340,16 @@ async def _record_outcome(
             if code == "provider_error"
             else PaymentDeclined(f"The payment was declined ({code})")
         )
-        return _problem(error, order_id=order.id, failure_code=code, order=body)
-    if outcome == "error" and order.status == "pending":
-        return _problem(
-            ProviderTimedOut(
-                "The payment provider did not answer in time. The order stays pending until "
-                "the provider reports the outcome; GET /v1/orders/{id} shows it"
-            ),
-            order_id=order.id,
-            order=body,
-        )
-    status = 201 if order.status == "paid" else 202
+        return _problem(error, order_id=order_id, failure_code=code, order=body)
+    if payment.status == "pending" and payment.provider_charge_id is None:
+        return None
+    status = 202 if payment.status == "pending" else 201
     return CheckoutResponse(status=status, body=body.model_dump_json().encode())
 
 
-def _problem(error: AppError, *, order: OrderOut, **extensions: Any) -> CheckoutResponse:
+def _problem(
+    error: AppError, *, order: OrderOut, unsettled: bool = False, **extensions: Any
+) -> CheckoutResponse:
     response = problem_response(
         None,
         status=error.status,
@@ -293,5 +363,8 @@ def _problem(error: AppError, *, order: OrderOut, **extensions: Any) -> Checkout
         **extensions,
     )
     return CheckoutResponse(
-        status=error.status, body=bytes(response.body), media_type="application/problem+json"
+        status=error.status,
+        body=bytes(response.body),
+        media_type="application/problem+json",
+        unsettled=unsettled,
     )

@@ -1,4 +1,19 @@
-"""Refunds: full or partial, never more than was captured, once per idempotency key."""
+"""Refunds: full or partial, never more than was captured, once per idempotency key.
+
+The same shape as checkout, with no transaction open while the provider thinks:
+
+1. **Validate and record** the refund ``pending`` (order and payment locked ``FOR UPDATE`` only
+   for this short transaction; pending refunds hold their amount back, so concurrent refunds never
+   exceed what was captured); commit.
+2. **Ask** the provider with the refund id as its idempotency key (and as our reference).
+3. **Record** the outcome under the locks: succeeded (the amounts move, ``RefundIssued``), or
+   failed when the provider refused (the amount is free again).
+
+A failure between 1 and 3 (provider timeout, ``kill -9``, a lost connection) leaves the refund
+pending; whichever comes first settles it, once: the client's retry with the same key (which
+asks the provider again with the same refund id), the provider's ``charge.refunded`` webhook, or
+the worker's reconciliation (``reconciliation.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +21,8 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.modules.payments import metrics
 from app.modules.payments import repository as repo
@@ -24,6 +40,9 @@ from app.modules.payments.service._common import (
 )
 from app.platform.config import Settings
 from app.platform.errors import NotFound
+from app.platform.observability.logging import get_logger
+
+log = get_logger("app.payments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +51,18 @@ class RefundOutcome:
     replayed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """A pending refund to send to the provider."""
+
+    refund_id: uuid.UUID
+    charge_id: str
+    amount: int
+    currency: str
+
+
 async def refund_order(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     settings: Settings,
     *,
@@ -42,31 +71,76 @@ async def refund_order(
     key: str,
     request: RefundRequest,
 ) -> RefundOutcome:
-    """Refund ``request.amount`` (all that remains when omitted) of the order's payment.
+    """Refund ``request.amount`` (all that remains when omitted) of the order's payment."""
+    async with sessions.begin() as session:
+        intent = await _record_intent(session, order_id, user_id, key, request)
+    if isinstance(intent, RefundOutcome):
+        return intent
 
-    The order and payment rows stay locked FOR UPDATE from the check to the commit, so two
-    refunds of one payment run one after the other and the second sees what the first took. The
-    provider is called inside that lock with an idempotency key derived from ours: if our commit
-    fails after the provider refunded, the client's retry gets the provider's first refund back
-    instead of a second one.
-    """
+    try:
+        result = await asyncio.wait_for(
+            provider.refund(
+                charge_id=intent.charge_id,
+                amount=intent.amount,
+                currency=intent.currency,
+                reference=str(intent.refund_id),
+                idempotency_key=str(intent.refund_id),
+            ),
+            timeout=settings.payments_provider_timeout_seconds,
+        )
+    except ProviderError as exc:
+        async with sessions.begin() as session:
+            await settle_refund(session, intent.refund_id, provider_refund_id=None)
+        raise ProviderFailed(
+            f"The payment provider refused the refund: {exc}", refund_id=intent.refund_id
+        ) from exc
+    except Exception as exc:
+        # Whether it refunded is unknown: the refund stays pending for a retry to settle.
+        log.warning("refund_unanswered", refund_id=str(intent.refund_id), error=repr(exc))
+        raise ProviderTimedOut(
+            "The payment provider did not answer; the refund is pending. Retry with the same "
+            "key to settle it (nothing is refunded twice)",
+            refund_id=intent.refund_id,
+        ) from exc
+
+    async with sessions.begin() as session:
+        refund, settled_now = await settle_refund(
+            session, intent.refund_id, provider_refund_id=result.refund_id
+        )
+        out = RefundOut.model_validate(refund)
+    return RefundOutcome(out, replayed=not settled_now)
+
+
+async def _record_intent(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    key: str,
+    request: RefundRequest,
+) -> _Intent | RefundOutcome:
     locked = await repo.lock_order_and_payment(session, order_id, user_id=user_id)
     if locked is None:
         raise NotFound(f"No order {order_id}")
     order, payment = locked
-    if payment is not None:
-        previous = await repo.get_refund(session, payment.id, key)
-        if previous is not None:
-            if request.amount is not None and request.amount != previous.amount:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key already refunded another amount; use a new key"
-                )
+    previous = await repo.get_refund(session, payment.id, key) if payment is not None else None
+    if previous is not None:
+        if request.amount is not None and request.amount != previous.amount:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key already refunded another amount; use a new key"
+            )
+        if previous.status == "succeeded":
             return RefundOutcome(RefundOut.model_validate(previous), replayed=True)
     if payment is None or payment.status != "succeeded" or payment.provider_charge_id is None:
         raise NotRefundable(f"Order {order_id} is {order.status}: nothing was captured")
-    remaining = payment.amount - payment.refunded_amount
+    if previous is not None and previous.status == "pending":
+        # The first attempt stopped before it learned the outcome: ask again, same refund id.
+        return _Intent(previous.id, payment.provider_charge_id, previous.amount, previous.currency)
+
+    held = await repo.pending_refund_amount(session, payment.id)
+    remaining = payment.amount - payment.refunded_amount - held
     if remaining <= 0:
-        raise NotRefundable(f"Order {order_id} is already fully refunded")
+        detail = "already fully refunded" if held == 0 else "being refunded in full"
+        raise NotRefundable(f"Order {order_id} is {detail}")
     amount = remaining if request.amount is None else request.amount
     if amount > remaining:
         raise RefundExceedsPayment(
@@ -74,37 +148,55 @@ async def refund_order(
             refundable_amount=remaining,
             currency=payment.currency,
         )
-
-    try:
-        result = await asyncio.wait_for(
-            provider.refund(
-                charge_id=payment.provider_charge_id,
-                amount=amount,
-                currency=payment.currency,
-                idempotency_key=f"refund:{payment.id}:{key}",
-            ),
-            timeout=settings.payments_provider_timeout_seconds,
+    if previous is not None:  # the provider refused it before: this retry is a new attempt
+        previous.status, previous.failure_code, previous.settled_at = "pending", None, None
+        previous.amount = amount
+        refund = previous
+    else:
+        refund = Refund(
+            id=uuid.uuid4(),
+            payment_id=payment.id,
+            order_id=order.id,
+            idempotency_key=key,
+            amount=amount,
+            currency=payment.currency,
+            reason=request.reason,
+            status="pending",
         )
-    except TimeoutError as exc:
-        raise ProviderTimedOut(
-            "The payment provider did not answer; nothing was recorded. Retry with the same key"
-        ) from exc
-    except ProviderError as exc:
-        raise ProviderFailed(f"The payment provider refused the refund: {exc}") from exc
+        session.add(refund)
+    await session.flush()
+    return _Intent(refund.id, payment.provider_charge_id, amount, payment.currency)
 
-    refund = Refund(
-        id=uuid.uuid4(),
-        payment_id=payment.id,
-        order_id=order.id,
-        idempotency_key=key,
-        amount=amount,
-        currency=payment.currency,
-        reason=request.reason,
-        provider_refund_id=result.refund_id,
-    )
-    session.add(refund)
-    payment.refunded_amount += amount
-    order.refunded_amount += amount
+
+async def settle_refund(
+    session: AsyncSession,
+    refund_id: uuid.UUID,
+    *,
+    provider_refund_id: str | None,
+    failure_code: str = "provider_refused",
+) -> tuple[Refund, bool]:
+    """Record the provider's answer on a pending refund, once: (the refund, whether it changed).
+
+    ``provider_refund_id`` None: the provider refused or never made it; the amount is free again.
+    """
+    locked = await repo.lock_refund(session, refund_id)
+    assert locked is not None, "a refund is committed before the provider is asked"
+    refund, payment, order = locked
+    if refund.status == "succeeded" or (refund.status == "failed" and provider_refund_id is None):
+        return refund, False
+    # Marked failed (the provider had no record then) but the provider refunded after all: its
+    # ledger is the truth, as long as ours can hold it.
+    if refund.status == "failed" and payment.refunded_amount + refund.amount > payment.amount:
+        log.error("refund_beyond_payment", refund_id=str(refund.id))
+        return refund, False
+    refund.settled_at = await session.scalar(func.now().select())
+    if provider_refund_id is None:
+        refund.status, refund.failure_code = "failed", failure_code
+        await session.flush()
+        return refund, True
+    refund.status, refund.provider_refund_id = "succeeded", provider_refund_id
+    payment.refunded_amount += refund.amount
+    order.refunded_amount += refund.amount
     order.status = "refunded" if payment.refunded_amount == payment.amount else "partially_refunded"
     await _emit(
         session,
@@ -113,12 +205,11 @@ async def refund_order(
             order_id=order.id,
             payment_id=payment.id,
             user_id=order.user_id,
-            amount=amount,
-            currency=payment.currency,
+            amount=refund.amount,
+            currency=refund.currency,
             remaining_amount=payment.amount - payment.refunded_amount,
         ),
     )
     await session.flush()
-    await session.refresh(refund, ["created_at"])
     metrics.refunds_total.inc()
-    return RefundOutcome(RefundOut.model_validate(refund), replayed=False)
+    return refund, True

@@ -1,10 +1,12 @@
 """Provider webhooks: verify the signature, keep each event id once (the inbox), apply outcomes.
 
 Event shape: ``{"id": "evt_...", "type": "charge.succeeded" | "charge.failed", "data":
-{"charge_id": "ch_...", "reference": "<our payment id>", "failure_code": "..."}}``. Only a payment
-still ``pending`` changes; an outcome for a settled payment is recorded and ignored, so a late or
-reordered delivery never flips a paid order. The inbox row and the change commit together: if
-applying fails, the event id is not kept and the provider's retry is processed.
+{"charge_id": "ch_...", "reference": "<our payment id>", "failure_code": "..."}}``, and
+``charge.refunded`` with ``data.refund_reference`` (our refund id) and ``data.refund_id``. Only a
+payment or refund still ``pending`` changes; an outcome for a settled one is recorded and
+ignored, so a late or reordered delivery never flips a paid order or refunds twice. The inbox
+row and the change commit together: if applying fails, the event id is not kept and the
+provider's retry is processed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from app.modules.payments import metrics
 from app.modules.payments import repository as repo
 from app.modules.payments.providers import signing
 from app.modules.payments.service._common import _emit, order_paid_event, payment_failed_event
+from app.modules.payments.service.refunds import settle_refund
 from app.platform.config import Settings
 from app.platform.errors import BadRequest, MalformedBody
 
@@ -88,14 +91,32 @@ def _parse(body: bytes) -> dict[str, Any]:
     return checked
 
 
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+async def _apply_refund(session: AsyncSession, data: dict[str, Any]) -> str:
+    refund_id, provider_refund_id = _uuid(data.get("refund_reference")), data.get("refund_id")
+    if refund_id is None or not isinstance(provider_refund_id, str) or not provider_refund_id:
+        return "ignored"  # a refund made elsewhere (the provider's dashboard): not ours to book
+    if await repo.get_refund_by_id(session, refund_id) is None:
+        return "ignored"
+    _, changed = await settle_refund(
+        session, refund_id, provider_refund_id=provider_refund_id[:100]
+    )
+    return "applied" if changed else "ignored"
+
+
 async def _apply(session: AsyncSession, event_type: str, data: dict[str, Any]) -> str:
+    if event_type == "charge.refunded":
+        return await _apply_refund(session, data)
     if event_type not in ("charge.succeeded", "charge.failed"):
         return "ignored"
     charge_id = data.get("charge_id") if isinstance(data.get("charge_id"), str) else None
-    try:
-        reference = uuid.UUID(str(data["reference"])) if data.get("reference") else None
-    except ValueError:
-        reference = None
+    reference = _uuid(data.get("reference"))
     locked = await repo.lock_payment_by_reference(
         session, charge_id=charge_id, payment_id=reference
     )
