@@ -41,7 +41,6 @@ NOT_SETTINGS = {
     "DB_REPLICA_HOST": "APP_REPLICA_DATABASE_URL",
     "DB_USERNAME": "APP_DATABASE_URL",
     "DB_PASSWORD": "APP_DATABASE_URL",
-    "FORWARDED_ALLOW_IPS": "uvicorn (trusted proxies for X-Forwarded-For)",
 }
 
 
@@ -108,6 +107,16 @@ def test_the_app_accepts_the_rendered_environment(
             monkeypatch.delenv(variable)
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
+        if env.get("APP_ENV") == "production":
+            # No real payment adapter ships yet: production refuses the fake, and only that.
+            with pytest.raises(ValueError, match="refusing to start") as refused:
+                Settings(_env_file=None)  # type: ignore[call-arg]
+            problems = str(refused.value).split("refusing to start with APP_ENV=production: ")[1]
+            assert problems.startswith("APP_PAYMENTS_PROVIDER=fake charges nothing real"), where
+            assert ";" not in problems.split("[type=")[0], f"{where}: more than the provider"
+            # With a real adapter named there, everything else the pod gets is accepted.
+            monkeypatch.setenv("APP_ENV", "staging")
+            monkeypatch.setenv("APP_PAYMENTS_ALLOW_FAKE_PROVIDER", "true")
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
         assert settings.env in ("staging", "production"), where
         assert settings.secret_key.get_secret_value() == SECRET_PLACEHOLDER
