@@ -73,6 +73,24 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+def deployed_settings(stack: Stack, env: str = "staging", **overrides: object) -> Settings:
+    """Settings as a deployment has them: real secrets, SMTP, a public https URL, and the fake
+    provider allowed as a staging demo. Production gets the same settings relabelled (no real
+    payment adapter ships, and production refuses the fake)."""
+    staging = make_settings(
+        stack,
+        env="staging",
+        secret_key="deployed-secret-key-0123456789abcdef-0123456789",
+        metrics_token="deployed-metrics-token-0123456789abcdef",
+        payments_webhook_secret="deployed-webhook-secret-0123456789abcdef",
+        email_backend="smtp",
+        public_base_url="https://shop.example.com",
+        payments_allow_fake_provider=True,
+        **overrides,
+    )
+    return staging if env == "staging" else staging.model_copy(update={"env": env})
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05
 ) -> T:

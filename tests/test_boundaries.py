@@ -55,7 +55,7 @@ def test_every_planted_file_is_one_the_app_imports() -> None:
 
 
 PLANTED_IN = (
-    "app/modules/auth/service.py",
+    "app/modules/auth/service/sessions.py",
     "app/modules/payments/service/checkout.py",
     "app/modules/payments/repository.py",
     "app/platform/errors.py",
@@ -67,18 +67,22 @@ PLANTED_IN = (
 
 def test_importing_another_modules_service_breaks_independence(tree: Path) -> None:
     _plant(
-        tree / "app/modules/auth/service.py",
+        tree / "app/modules/auth/service/sessions.py",
         "from app.modules.payments.service import checkout  # noqa",
     )
     result = _lint(tree)
     assert result.returncode != 0
     assert "Modules are independent; only interface.py crosses a boundary BROKEN" in result.stdout
-    assert "app.modules.auth.service -> app.modules.payments.service.checkout" in result.stdout
+    assert (
+        "app.modules.auth.service.sessions -> app.modules.payments.service.checkout"
+        in result.stdout
+    )
 
 
 def test_importing_another_modules_interface_is_allowed(tree: Path) -> None:
     _plant(
-        tree / "app/modules/auth/service.py", "from app.modules.payments import interface  # noqa"
+        tree / "app/modules/auth/service/sessions.py",
+        "from app.modules.payments import interface  # noqa",
     )
     result = _lint(tree)
     assert result.returncode == 0, result.stdout
@@ -127,7 +131,7 @@ def test_the_seed_calling_a_service_breaks_the_seed_contract(tree: Path) -> None
 
 
 def test_a_module_importing_the_seed_breaks_the_tiers(tree: Path) -> None:
-    _plant(tree / "app/modules/auth/service.py", "from app.seed import world  # noqa")
+    _plant(tree / "app/modules/auth/service/sessions.py", "from app.seed import world  # noqa")
     result = _lint(tree)
     assert result.returncode != 0
     assert "Tiers: composition root above modules above platform BROKEN" in result.stdout

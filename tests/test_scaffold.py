@@ -24,7 +24,7 @@ def _run(tree: Path, *command: str, timeout: float = 300) -> subprocess.Complete
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     skip = shutil.ignore_patterns("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")
-    for folder in ("app", "tests", "migrations", "docs", "tools", "workshop"):
+    for folder in ("app", "tests", "migrations", "docs", "tools", "workshop", "bench", "loadtest"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=skip)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path

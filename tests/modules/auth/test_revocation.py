@@ -63,7 +63,9 @@ async def paid_order(
     app: FastAPI, client: httpx.AsyncClient, make_account: Any
 ) -> tuple[Account, dict, str, str]:
     """A buyer signed in, with a paid order; and a product id to buy more of."""
-    app.state.payments_provider = FakePaymentProvider(latency_ms=0)
+    app.state.payments_provider = FakePaymentProvider(
+        str(app.state.settings.database_url), latency_ms=0
+    )
     admin = await login(client, await make_account(role="admin"))
     product = await create_product(client, admin)
     assert product.status_code == 201, product.text

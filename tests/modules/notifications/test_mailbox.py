@@ -12,7 +12,7 @@ import pytest
 
 from app.main import create_app
 from app.platform.config import Settings
-from tests.helpers import make_settings, serving, wait_for
+from tests.helpers import deployed_settings, make_settings, serving, wait_for
 from tools.pgstack import Stack
 
 PASSWORD = "Mailbox-Pass-2024"
@@ -62,13 +62,7 @@ async def test_the_capture_is_not_in_the_api_document(api: httpx.AsyncClient) ->
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 async def test_the_capture_does_not_exist_outside_development(env: str, migrated: Stack) -> None:
-    settings: Settings = make_settings(
-        migrated,
-        env=env,
-        secret_key="staging-secret-key-0123456789abcdef-0123456789",
-        metrics_token="staging-metrics-token-0123456789",
-        payments_webhook_secret="staging-webhook-secret-0123456789abcdef",
-    )
+    settings: Settings = deployed_settings(migrated, env)
     async with serving(create_app(settings)) as client:
         resp = await client.get("/dev/mailbox", params={"to": "someone@example.com"})
     assert resp.status_code == 404

@@ -83,16 +83,21 @@ def test_templates_fail_loudly_on_missing_values() -> None:
 
 @pytest.mark.parametrize(("env", "redacted"), [("development", False), ("staging", True)])
 async def test_console_email_never_logs_a_token_link_outside_development(
-    env: str, redacted: bool, settings: Settings
+    env: str, redacted: bool, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Staging refuses the console backend; if one ran there anyway, its links keep no token."""
+    import structlog
     from structlog.testing import capture_logs
+
+    from app.modules.notifications import senders
 
     outside = settings.model_copy(update={"env": env})
     sender = build_sender(outside)
     assert isinstance(sender, ConsoleEmailSender)
     text = "Reset: https://shop.example.com/reset-password?token=SECRET123abc&lang=en"
     with capture_logs() as logs:
+        # A logger bound under capture: the module's own may be cached from an earlier app.
+        monkeypatch.setattr(senders, "log", structlog.get_logger("app.notifications"))
         await sender.send(
             Email(to="a@example.com", subject="s", text=text, html="h", message_id="<m@x>")
         )

@@ -301,8 +301,11 @@ async def test_timeout_leaves_a_pending_order_and_a_retry_replays(
         "/v1/checkout", json=cart(product, pay_with="tok_timeout"), headers=headers
     )
 
-    assert first.status_code == 504
-    assert again.content == first.content  # no second attempt at the provider
+    assert first.status_code == again.status_code == 504
+    # The timeout gave the key's lease up: the retry asked the provider again (still nothing
+    # charged) and answers the same problem, under its own request id.
+    same = {k: v for k, v in first.json().items() if k != "request_id"}
+    assert {k: v for k, v in again.json().items() if k != "request_id"} == same
     [(order, payment)] = await orders_of(app, buyer.user_id)
     assert (order.status, payment.status, payment.provider_charge_id) == (
         "pending",
