@@ -12,6 +12,7 @@ from app import bootstrap
 from app.platform import health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
+from app.platform.db.availability import install_database_error_handlers
 from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.middleware import PlatformMiddleware
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_database_error_handlers(app)
     # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
     # line): outermost, so it sees the final status of everything inside.
     app.add_middleware(
