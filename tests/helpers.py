@@ -70,11 +70,19 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+# The least time any wait gets. A condition met quickly costs no more for it; one that a busy
+# machine delays (other suites, CPU hogs) gets time instead of failing the test. A wait exists
+# to catch "never", not "slower than on a quiet machine".
+MIN_WAIT_CEILING = 60.0
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05
 ) -> T:
-    """Poll an async predicate until it returns something truthy."""
+    """Poll an async predicate until it returns something truthy, for up to ``timeout`` seconds
+    but never less than ``MIN_WAIT_CEILING``."""
     loop = asyncio.get_running_loop()
+    timeout = max(timeout, MIN_WAIT_CEILING)
     deadline = loop.time() + timeout
     while True:
         result = await predicate()
@@ -89,6 +97,7 @@ def replica_catch_up(stack: Stack, timeout: float = 10.0) -> None:
     """Block until the replica has replayed everything the primary has written so far."""
     import time
 
+    timeout = max(timeout, MIN_WAIT_CEILING)
     target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()")
     deadline = time.monotonic() + timeout
     while stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") != "t":
