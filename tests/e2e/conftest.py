@@ -72,7 +72,7 @@ def stop_server(server: Server) -> int:
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGINT)
         try:
-            server.process.wait(timeout=20)
+            server.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
