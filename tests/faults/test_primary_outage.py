@@ -25,21 +25,25 @@ UNAVAILABLE = "/problems/database-unavailable"
 NOT_READY = "/problems/not-ready"
 # The acceptance: successes resume within this long of the primary accepting connections.
 RECOVERY_SECONDS = 2.0
-WORKERS = 6
+WORKERS = 8
 
 
 def _requests(token: str) -> tuple[dict[str, Any], dict[str, int]]:
     auth = {"authorization": f"Bearer {token}"}
     event = {"anonymous_id": "anon-1", "events": [{"type": "page_view", "path": "/x"}]}
-    login = {"email": "nobody@example.com", "password": "not-the-password"}
+
+    def login(c: httpx.AsyncClient) -> Any:
+        # A new address each time: the per-account limit of failed logins is not tested here.
+        email = f"{uuid.uuid4().hex}@example.com"
+        return c.post("/v1/auth/login", json={"email": email, "password": "not-the-password"})
+
     requests: dict[str, Callable[[httpx.AsyncClient], Any]] = {
         # On the primary: the session dependency, a write, auth's rate-limit counters.
         "orders": lambda c: c.get("/v1/orders", headers=auth),
         "events": lambda c: c.post("/v1/analytics/events", json=event),
-        "login": lambda c: c.post("/v1/auth/login", json=login),
+        "login": login,
         # On the replica: reads need no primary.
         "products": lambda c: c.get("/v1/products"),
-        "notifications": lambda c: c.get("/v1/notifications", headers=auth),
         "readyz": lambda c: c.get("/readyz"),
     }
     usual = {
@@ -47,7 +51,6 @@ def _requests(token: str) -> tuple[dict[str, Any], dict[str, int]]:
         "events": 202,
         "login": 401,
         "products": 200,
-        "notifications": 200,
         "readyz": 200,
     }
     return requests, usual
@@ -96,7 +99,7 @@ async def test_primary_stopped_and_restarted_under_load(
         assert int(answer.retry_after) >= 1, answer
     # The outage was seen where it should be, and only there.
     assert {a.name for a in refused} >= {*on_primary, "readyz"}
-    assert [a for a in refused if a.name in ("products", "notifications")] == []
+    assert [a for a in refused if a.name == "products"] == []
 
     for name in [*on_primary, "readyz"]:
         first = min(a.started for a in _after(load.of(name), accepted) if a.status == usual[name])
