@@ -104,6 +104,11 @@ def _test_only_rules(folder: Path) -> Path:
     return path
 
 
+# The module's setup (its own database migrated, exporters, a server, Prometheus, a baseline of
+# traffic scraped and evaluated) counts against the first test's timeout: on a loaded machine it
+# takes minutes, so the hang guard is wider here than the suite's 300 s.
+pytestmark = pytest.mark.timeout(1200)
+
 @pytest.fixture(scope="module")
 def live_db(migrated: Stack) -> Iterator[str]:
     """A database of the live server's own: the session's other tests leave rate-limit counts,
