@@ -48,7 +48,10 @@ from tests.monitoring.traffic import Shop, Shopper, Traffic, baseline
 from tools import monitor
 from tools.pgstack import Stack, free_port
 
-pytestmark = pytest.mark.slow
+# The module's setup (its own database migrated, exporters, a server, Prometheus, a baseline of
+# traffic scraped and evaluated) counts against the first test's timeout: on a loaded machine it
+# takes minutes, so the hang guard is wider here than the suite's 300 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 LIVE_DB = "live_monitoring"
 METRICS_TOKEN = "live-test-metrics-token"
@@ -103,11 +106,6 @@ def _test_only_rules(folder: Path) -> Path:
     path.write_text(yaml.safe_dump({"groups": [{"name": "live_test_only", "rules": [copy]}]}))
     return path
 
-
-# The module's setup (its own database migrated, exporters, a server, Prometheus, a baseline of
-# traffic scraped and evaluated) counts against the first test's timeout: on a loaded machine it
-# takes minutes, so the hang guard is wider here than the suite's 300 s.
-pytestmark = pytest.mark.timeout(1200)
 
 @pytest.fixture(scope="module")
 def live_db(migrated: Stack) -> Iterator[str]:
