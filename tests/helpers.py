@@ -51,8 +51,10 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         "env": "test",
         "database_url": stack.primary_url,
         "replica_database_url": stack.replica_url,
-        "db_pool_timeout_seconds": 2.0,
-        "readiness_timeout_seconds": 2.0,
+        # Ceilings, not expectations: a loaded machine may need them (50 concurrent checkouts
+        # queue for the pool's 20 connections; a readiness check waits for a busy server).
+        "db_pool_timeout_seconds": 30.0,
+        "readiness_timeout_seconds": 10.0,
         # Cheap hashing keeps the suite fast; production parameters are the defaults.
         "auth_argon2_time_cost": 1,
         "auth_argon2_memory_kib": 1024,
