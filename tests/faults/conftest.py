@@ -67,6 +67,8 @@ def serve(stack: Stack, log: Path, **env: str) -> Server:
             # Every client of these tests shares one address: the per-address limit is not
             # what they test.
             "APP_AUTH_LOGIN_FAILURES_PER_IP": "1000000",
+            # A ceiling for the replica checks, not an expectation: a loaded machine needs room.
+            "APP_READINESS_TIMEOUT_SECONDS": "10",
             # Cheap password hashing, as in the in-process tests: a login's CPU is not under test.
             "APP_AUTH_ARGON2_TIME_COST": "1",
             "APP_AUTH_ARGON2_MEMORY_KIB": "1024",
