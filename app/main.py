@@ -12,6 +12,7 @@ from app import bootstrap
 from app.platform import faults, health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
+from app.platform.db.availability import install_database_error_handlers
 from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.jobs import run_jobs
@@ -78,6 +79,7 @@ def create_app(
     app.state.adapters = adapters
     app.state.payments_provider = adapters.payments_provider
     install_error_handlers(app)
+    install_database_error_handlers(app)
     # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
     # line): outermost, so it sees the final status of everything inside.
     app.add_middleware(

@@ -51,8 +51,10 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         "env": "test",
         "database_url": stack.primary_url,
         "replica_database_url": stack.replica_url,
-        "db_pool_timeout_seconds": 2.0,
-        "readiness_timeout_seconds": 2.0,
+        # Ceilings, not expectations: a loaded machine may need them (50 concurrent checkouts
+        # queue for the pool's 20 connections; a readiness check waits for a busy server).
+        "db_pool_timeout_seconds": 30.0,
+        "readiness_timeout_seconds": 10.0,
         # Cheap hashing keeps the suite fast; production parameters are the defaults.
         "auth_argon2_time_cost": 1,
         "auth_argon2_memory_kib": 1024,
@@ -91,11 +93,19 @@ def deployed_settings(stack: Stack, env: str = "staging", **overrides: object) -
     return staging if env == "staging" else staging.model_copy(update={"env": env})
 
 
+# The least time any wait gets. A condition met quickly costs no more for it; one that a busy
+# machine delays (other suites, CPU hogs) gets time instead of failing the test. A wait exists
+# to catch "never", not "slower than on a quiet machine".
+MIN_WAIT_CEILING = 60.0
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05
 ) -> T:
-    """Poll an async predicate until it returns something truthy."""
+    """Poll an async predicate until it returns something truthy, for up to ``timeout`` seconds
+    but never less than ``MIN_WAIT_CEILING``."""
     loop = asyncio.get_running_loop()
+    timeout = max(timeout, MIN_WAIT_CEILING)
     deadline = loop.time() + timeout
     while True:
         result = await predicate()
@@ -110,6 +120,7 @@ def replica_catch_up(stack: Stack, timeout: float = 10.0) -> None:
     """Block until the replica has replayed everything the primary has written so far."""
     import time
 
+    timeout = max(timeout, MIN_WAIT_CEILING)
     target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()")
     deadline = time.monotonic() + timeout
     while stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") != "t":

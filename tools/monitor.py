@@ -131,13 +131,29 @@ class Service:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the process that started us dies,
+    however it dies (kill -9 included), so no Prometheus or exporter outlives `make monitor`."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _spawn(
     name: str, cmd: list[str], url: str, log: Path, env: dict[str, str] | None = None
 ) -> Service:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            cmd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            # The monitor starts no threads, so a preexec function is safe here.
+            preexec_fn=_die_with_parent,
         )
     return Service(name, process, url, log)
 
@@ -186,13 +202,18 @@ def start_postgres_exporter(dsn: str, port: int, log: Path) -> Service:
     )
 
 
-def wait_ready(service: Service, path: str = "/-/ready", timeout: float = 30.0) -> None:
+# Generous: on a loaded machine Prometheus may need a long while to open its TSDB and load the
+# rules; readiness is polled, so a quick start costs nothing more.
+READY_CEILING = 180.0
+
+
+def wait_ready(service: Service, path: str = "/-/ready", timeout: float = READY_CEILING) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise MonitorError(f"{service.name} exited early:\n{service.output()}")
         try:
-            with urllib.request.urlopen(service.url + path, timeout=1) as resp:  # noqa: S310
+            with urllib.request.urlopen(service.url + path, timeout=5) as resp:  # noqa: S310
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -255,6 +276,10 @@ def prepare(
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.monitor", description=__doc__)
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
@@ -288,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         postgres_targets={role: f"127.0.0.1:{port}" for role, (port, _) in exporters.items()},
     )
 
+    # SIGTERM (a supervisor, a test cleaning up) stops everything the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     with ExitStack() as stack_of_services:
         try:
             for role, (port, dsn) in exporters.items():

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.platform.db.availability import RETRY_AFTER_SECONDS
 from app.platform.db.engines import Database
 from app.platform.db.migrations import applied_heads, expected_heads
 from app.platform.db.replica import ReplicaState
@@ -93,6 +94,8 @@ async def readyz(request: Request) -> Any:
             slug="not-ready",
             title="Service not ready",
             detail=reason,
+            # A load balancer or client that honours it asks again when a restart may be over.
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             checks=checks,
         )
     replica_ok = state.healthy or not state.configured

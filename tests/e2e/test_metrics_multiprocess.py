@@ -19,7 +19,7 @@ POOL_SIZE = 3
 
 
 def _scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
+    text = httpx.get(server.base_url + "/metrics", timeout=60).text
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
@@ -37,7 +37,7 @@ def _pids(folder: Path, pattern: str) -> set[int]:
     return {int(m.group(1)) for f in folder.iterdir() if (m := re.fullmatch(pattern, f.name))}
 
 
-def _wait(predicate: object, timeout: float = 20.0) -> None:
+def _wait(predicate: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not met in time"
@@ -57,7 +57,12 @@ def test_two_workers_aggregate_and_dead_workers_are_dropped(
         tmp_path / "server.log",
         "--workers",
         "2",
-        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "APP_DB_POOL_SIZE": str(POOL_SIZE)},
+        extra_env={
+            "PROMETHEUS_MULTIPROC_DIR": str(folder),
+            "APP_DB_POOL_SIZE": str(POOL_SIZE),
+            # Every /readyz here must say 200: a loaded machine must not turn one into a timeout.
+            "APP_READINESS_TIMEOUT_SECONDS": "30",
+        },
     )
     try:
         assert not (folder / "counter_999999.db").exists()
@@ -66,7 +71,7 @@ def test_two_workers_aggregate_and_dead_workers_are_dropped(
 
         def hit(path: str) -> int:
             # A new connection per request, so the kernel spreads them over both workers.
-            return httpx.get(server.base_url + path, timeout=10).status_code
+            return httpx.get(server.base_url + path, timeout=60).status_code
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             # Until both workers have served something, then a round more for good measure.

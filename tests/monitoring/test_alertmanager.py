@@ -84,7 +84,7 @@ def _inhibited(url: str, sent: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Post the alerts, then: for each alert (by its test id), the alerts inhibiting it."""
     httpx.post(url + "/api/v2/alerts", json=sent, timeout=10).raise_for_status()
     wanted = {alert["labels"]["id"] for alert in sent}
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while True:
         alerts = httpx.get(url + "/api/v2/alerts", timeout=10).json()
         seen = {a["labels"]["id"]: a for a in alerts if a["labels"].get("id") in wanted}

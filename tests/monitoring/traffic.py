@@ -266,8 +266,9 @@ def baseline(shop: Shop, shoppers: list[Shopper], scraped: Callable[[list[str]],
     shop.password_reset(shoppers[2].email)
 
 
-def _until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
+def _until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    # Never less than a minute: a poll only waits that long when the machine is that busy.
+    deadline = time.monotonic() + max(timeout, 60.0)
     while True:
         result = check()
         if result:

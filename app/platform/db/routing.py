@@ -14,37 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import sqlalchemy.exc
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from app.platform.db import metrics
+from app.platform.db.failures import is_node_failure
 from app.platform.db.lsn import lsn_to_int
 from app.platform.db.replica import ReplicaMonitor
 
 T = TypeVar("T")
-
-# Server-side states that say "this node, not this query": a replica shutting down or
-# restarting, a recovery conflict cancelling the query, too many connections.
-_NODE_SQLSTATES = frozenset({"40001", "57P01", "57P02", "57P03", "53300"})
-
-
-def is_node_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the node failing (worth running the read elsewhere), not the query."""
-    if isinstance(exc, OSError | TimeoutError | sqlalchemy.exc.TimeoutError):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-        if isinstance(orig, OSError | TimeoutError):
-            return True
-        sqlstate = getattr(orig, "sqlstate", None)
-        if isinstance(sqlstate, str):
-            return sqlstate.startswith("08") or sqlstate in _NODE_SQLSTATES
-        return isinstance(exc, sqlalchemy.exc.InterfaceError)
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +183,7 @@ class RoutedReadSession(AsyncSession):
         if replay_lsn is not None:
             self._router.monitor.note_replayed(replay_lsn)
         if replay_lsn is None or replay_lsn < plan.verify_lsn:
-            await AsyncSession.rollback(self)
+            await self._release()
             self._decide(self._router.primary, Route(metrics.TARGET_PRIMARY, plan.behind_reason))
 
     def _decide(self, engine: AsyncEngine, route: Route) -> None:
@@ -212,12 +191,30 @@ class RoutedReadSession(AsyncSession):
         self.sync_session.route_bind = engine.sync_engine
         self.route = route
 
+    async def rollback(self) -> None:
+        # Nothing a read session did needs undoing: a connection that died since its last
+        # statement (the replica killed under it) is dropped, not reported to the request.
+        await self._release()
+
     async def close(self) -> None:
+        await self._release()
         await super().close()
         # Counted once per session, by where it ended up (after any fall back).
         if self.route is not None and not self._counted:
             self._counted = True
             metrics.READ_ROUTES.labels(self.route.target, self.route.reason).inc()
+
+    async def _release(self) -> None:
+        try:
+            await AsyncSession.rollback(self)
+        except Exception as exc:
+            if not is_node_failure(exc):
+                raise
+            if self.route is not None and self.route.target == metrics.TARGET_REPLICA:
+                self._router.monitor.mark_failed(exc)
+            # Its connection is gone: the pool must not hand it out again.
+            with contextlib.suppress(Exception):
+                await AsyncSession.invalidate(self)
 
     async def _fall_back(self, exc: BaseException) -> None:
         # A recovery conflict cancels one query on a replica that is otherwise fine.

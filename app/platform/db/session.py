@@ -7,6 +7,7 @@ session honours both.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER, PresentedTokens
 from app.platform.db.engines import Database
+from app.platform.db.failures import is_unavailable
 from app.platform.db.routing import ReadRequirement
 from app.platform.errors import AppError
 
@@ -66,6 +68,17 @@ async def _commit(session: AsyncSession) -> bool:
     return wrote
 
 
+async def _rollback(session: AsyncSession) -> None:
+    """Roll back; a connection already lost is dropped, and the request's own error stands."""
+    try:
+        await session.rollback()
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        with contextlib.suppress(Exception):
+            await session.invalidate()
+
+
 async def _primary_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Commit when the handler returns, roll back when it raises. Services only flush."""
     db = get_database(request)
@@ -75,13 +88,13 @@ async def _primary_session(request: Request) -> AsyncIterator[AsyncSession]:
         except AppError as exc:
             # Most errors undo the request's work; a few keep it (see AppError.commit).
             if not exc.commit:
-                await session.rollback()
+                await _rollback(session)
                 raise
             if await _commit(session):
                 await _issue_token(request, db)
             raise
         except BaseException:
-            await session.rollback()
+            await _rollback(session)
             raise
         wrote = await _commit(session)
     if wrote:

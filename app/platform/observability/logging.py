@@ -6,6 +6,13 @@ rendered straight from the middleware's fields into the same JSON the processor 
 passes through. The general path (a structlog bound logger: the processor chain, a caller-frame
 walk, then ``ProcessorFormatter`` copying the record and running its own chain) costs ~90 µs a
 line, several times the request it describes on a trivial endpoint.
+
+Tracebacks, in either format, are the standard library's plain rendering, without local variables
+and cut to a bounded size (``format_exception``). Formatting happens on the event loop of the
+process that logs, so it must stay cheap: structlog's default console traceback (rich, with the
+locals of every frame) rendered ~1,000 lines in 6.8 s for one SQLAlchemy connection error, and
+still 2.2 s without the locals; this one takes about a millisecond. One 500 used to stall every
+request of the process for that long.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -50,7 +59,8 @@ def configure_logging(settings: Settings) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if settings.json_logs else _identity,
+            # exc_info becomes the bounded text here, so neither renderer formats it its own way.
+            _EXCEPTION_RENDERER,
             renderer,
         ],
     )
@@ -115,8 +125,35 @@ def add_request_id(_: Any, __: str, event_dict: Any) -> Any:
     return event_dict
 
 
-def _identity(_: Any, __: str, event_dict: Any) -> Any:
-    return event_dict
+# A traceback's bounds: enough for any real stack of this app (a SQLAlchemy error chained to the
+# driver's is ~100 lines), never the megabytes a statement's parameters or a loop can make.
+MAX_TRACEBACK_LINES = 200
+MAX_TRACEBACK_LINE_CHARS = 1000
+_HEAD_LINES = 60  # kept from the top (the outermost frames); the rest from the bottom
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def format_exception(exc_info: ExcInfo) -> str:
+    """``exc_info`` as the standard library prints it (its chain included, no local variables),
+    cut to ``MAX_TRACEBACK_LINES`` lines of at most ``MAX_TRACEBACK_LINE_CHARS`` characters."""
+    exc_type, exc, tb = exc_info
+    rendered = traceback.TracebackException(
+        exc_type, exc, tb, capture_locals=False, max_group_width=5, max_group_depth=3
+    ).format()
+    lines = "".join(rendered).rstrip("\n").split("\n")
+    for i, line in enumerate(lines):
+        if len(line) > MAX_TRACEBACK_LINE_CHARS:
+            cut = len(line) - MAX_TRACEBACK_LINE_CHARS
+            lines[i] = f"{line[:MAX_TRACEBACK_LINE_CHARS]}... [{cut} characters cut]"
+    if len(lines) > MAX_TRACEBACK_LINES:
+        tail = MAX_TRACEBACK_LINES - _HEAD_LINES - 1
+        cut = len(lines) - _HEAD_LINES - tail
+        lines = [*lines[:_HEAD_LINES], f"  ... [{cut} lines cut] ...", *lines[-tail:]]
+    return "\n".join(lines)
+
+
+_EXCEPTION_RENDERER = structlog.processors.ExceptionRenderer(format_exception)
 
 
 def get_logger(name: str) -> Any:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from app.platform.db import consistency
 from app.platform.db.consistency import PresentedTokens, TokenCodec, WriteMemory
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
@@ -47,13 +46,18 @@ def test_presented_tokens_take_the_highest_and_flag_forgeries() -> None:
     assert PresentedTokens.read(codec, [codec.encode(5), "forged"]).invalid is True
 
 
-def test_write_memory_expires_and_keeps_the_highest_position() -> None:
+def test_write_memory_expires_and_keeps_the_highest_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(consistency.time, "monotonic", lambda: clock[0])
     memory = WriteMemory(ttl=0.2)
     memory.remember("u1", 100)
     memory.remember("u1", 50)  # an older position never lowers what the user must see
+    clock[0] += 0.19
     assert memory.recall("u1") == 100
     assert memory.recall("u2") is None
-    time.sleep(0.25)
+    clock[0] += 0.02
     assert memory.recall("u1") is None
 
 

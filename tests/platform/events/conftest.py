@@ -155,7 +155,7 @@ async def running(*dispatchers: Dispatcher) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(d.run(drain_seconds=5)) for d in dispatchers]
     try:
         await asyncio.wait_for(
-            asyncio.gather(*(d.listening.wait() for d in dispatchers)), timeout=10
+            asyncio.gather(*(d.listening.wait() for d in dispatchers)), timeout=60
         )
         yield
     finally:

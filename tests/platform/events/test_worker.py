@@ -125,7 +125,7 @@ async def test_worker_killed_mid_delivery_loses_and_doubles_nothing(
     assert await count(in_flight) == 0
 
     workers[1].send_signal(signal.SIGTERM)
-    assert workers[1].wait(timeout=20) == 0, log.read_text()
+    assert workers[1].wait(timeout=60) == 0, log.read_text()
 
 
 async def _kill_and_restart(
