@@ -44,3 +44,5 @@ REASON_ERROR = "replica_error"
 REASON_TOKEN_NOT_REPLAYED = "token_not_replayed"  # noqa: S105 - a label value
 REASON_WRITE_NOT_REPLAYED = "recent_write_not_replayed"
 REASON_TOKEN_INVALID = "token_invalid"  # noqa: S105 - a label value
+# On the replica although it is behind the caller's write: the primary could not be reached.
+REASON_PRIMARY_UNAVAILABLE = "primary_unavailable"

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from app.platform.db import metrics
-from app.platform.db.failures import is_node_failure
+from app.platform.db.failures import is_node_failure, is_unavailable
 from app.platform.db.lsn import lsn_to_int
 from app.platform.db.replica import ReplicaMonitor
 
@@ -100,6 +100,11 @@ class RoutedSyncSession(Session):
         return super().get_bind(*args, **kwargs)
 
 
+# Routed to the primary only because the replica is behind the caller: the replica may still serve
+# when the primary cannot.
+_BEHIND_REASONS = frozenset({metrics.REASON_TOKEN_NOT_REPLAYED, metrics.REASON_WRITE_NOT_REPLAYED})
+
+
 def _no_requirement() -> ReadRequirement:
     return ReadRequirement()
 
@@ -152,6 +157,14 @@ class RoutedReadSession(AsyncSession):
         await self._ensure_routed()
         assert self.route is not None
         if self.route.target != metrics.TARGET_REPLICA:
+            if self.route.reason not in _BEHIND_REASONS:
+                return await call()
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_unavailable(exc) or not self._router.monitor.state.healthy:
+                    raise
+                await self._serve_behind()
             return await call()
         try:
             return await call()
@@ -224,6 +237,18 @@ class RoutedReadSession(AsyncSession):
         with contextlib.suppress(Exception):
             await AsyncSession.invalidate(self)
         self._decide(self._router.primary, Route(metrics.TARGET_PRIMARY, metrics.REASON_ERROR))
+
+    async def _serve_behind(self) -> None:
+        # The primary is out of reach and the replica, healthy, has not replayed this caller's
+        # last write (it may never: a crash loses what the primary had not sent). A read a little
+        # stale for this one caller beats a 503 for the length of the outage.
+        with contextlib.suppress(Exception):
+            await AsyncSession.invalidate(self)
+        assert self._router.replica is not None
+        self._decide(
+            self._router.replica,
+            Route(metrics.TARGET_REPLICA, metrics.REASON_PRIMARY_UNAVAILABLE),
+        )
 
     # -- what a read session never does ------------------------------------------------------
     async def flush(self, objects: Any = None) -> None:
