@@ -56,7 +56,7 @@ def _alembic_cfg() -> Config:
     from app.platform.config import get_settings
     from app.platform.db.migrations import alembic_config
 
-    return alembic_config(str(get_settings().database_url))
+    return alembic_config(get_settings().direct_database_url)
 
 
 @app.command()
@@ -136,7 +136,7 @@ def seed_command(
     try:
         result = asyncio.run(
             run_seed(
-                str(get_settings().database_url),
+                get_settings().direct_database_url,
                 PRESETS[preset],
                 seed=seed,
                 end=until,
@@ -321,7 +321,7 @@ def _run_on_primary(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     from app.platform.config import get_settings
 
     async def main() -> T:
-        engine = create_async_engine(str(get_settings().database_url))
+        engine = create_async_engine(get_settings().direct_database_url)
         try:
             async with engine.begin() as conn:
                 return await work(conn)

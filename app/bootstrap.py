@@ -40,7 +40,7 @@ from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 from app.platform.faults import ALLOWED_ENVIRONMENTS
 from app.platform.jobs import Job
-from app.platform.listen import ChannelListener, asyncpg_dsn
+from app.platform.listen import ChannelListener, listen_dsn
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
@@ -91,7 +91,8 @@ def build_payments_provider(settings: Settings) -> PaymentProvider:
                 delay_ms=settings.payments_fake_provider_webhook_delay_ms,
                 reorder=settings.payments_fake_provider_webhook_reorder,
             )
-        ledger = settings.payments_fake_provider_database_url or settings.database_url
+        # The fake stands for a service of its own: it never shares the app's pooler.
+        ledger = settings.payments_fake_provider_database_url or settings.direct_database_url
         return FakePaymentProvider(
             str(ledger),
             latency_ms=settings.payments_fake_provider_latency_ms,
@@ -183,7 +184,7 @@ def background_tasks(settings: Settings) -> list[Callable[[], Coroutine[Any, Any
     if not settings.payments_catalog_cache:
         return []
     listener = ChannelListener(
-        asyncpg_dsn(str(settings.database_url)),
+        listen_dsn(settings),
         PRODUCT_CHANNEL,
         on_notify=PRODUCT_CACHE.on_notify,
         on_connect=PRODUCT_CACHE.clear,

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
 
     database_url: PostgresDsn = PostgresDsn(_DEV_DATABASE_URL)
     replica_database_url: PostgresDsn | None = PostgresDsn(_DEV_REPLICA_URL)
+    # Behind a pooler in transaction mode the URLs above reach PgBouncer; what needs a session
+    # of its own (LISTEN, migrations, the command line's jobs) reaches the primary directly.
+    database_direct_url: PostgresDsn | None = Field(
+        default=None,
+        description="the primary without a pooler (LISTEN, migrations); empty: APP_DATABASE_URL",
+    )
+    db_transaction_pooler: bool = Field(
+        default=False,
+        description="the database URLs reach a transaction-mode pooler (PgBouncer): nothing "
+        "prepared outlives its transaction, statement_timeout is set per transaction",
+    )
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -237,6 +248,12 @@ class Settings(BaseSettings):
             for item in value:
                 ipaddress.ip_network(str(item), strict=False)  # ValueError names the bad one
         return value
+
+    @property
+    def direct_database_url(self) -> str:
+        """The primary's URL without a pooler in between: for sessions that outlive a
+        transaction (LISTEN) and for schema work."""
+        return str(self.database_direct_url or self.database_url)
 
     @property
     def is_dev(self) -> bool:

@@ -186,7 +186,8 @@ def start_refresh(settings: Settings) -> Refresh | None:
     if settings.env not in ALLOWED_ENVIRONMENTS:
         return None
     # Its own one-connection engine, uninstrumented: the poll is no request's statement.
-    engine = create_async_engine(str(settings.database_url), pool_size=1, max_overflow=0)
+    # Direct: its statements are cached across polls, which a transaction pooler would break.
+    engine = create_async_engine(settings.direct_database_url, pool_size=1, max_overflow=0)
     task = asyncio.create_task(
         refresh_forever(engine, settings.faults_refresh_seconds), name="faults-refresh"
     )

@@ -15,9 +15,17 @@ from typing import Any
 
 import asyncpg
 
+from app.platform.config import Settings
 from app.platform.observability.logging import get_logger
 
 log = get_logger("app.listen")
+
+
+def listen_dsn(settings: Settings) -> str:
+    """Where LISTEN connects: the primary itself (APP_DATABASE_DIRECT_URL), never a pooler in
+    transaction mode, which would hand the session's server connection to others between
+    notifications and deliver none of them."""
+    return asyncpg_dsn(settings.direct_database_url)
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.platform.config import Settings
+from app.platform.db import pooling
 from app.platform.db.consistency import TokenCodec, WriteMemory, WriteTrackingSession
 from app.platform.db.lsn import lsn_to_int
 from app.platform.db.replica import ReplicaMonitor
@@ -20,14 +21,9 @@ from app.platform.observability.sql import InstrumentedPool, instrument_engine
 
 
 def _engine(url: str, settings: Settings, *, target: str) -> AsyncEngine:
-    connect_args: dict[str, Any] = {
-        "timeout": settings.db_connect_timeout_seconds,
-        "server_settings": {
-            "application_name": f"{settings.service_name}:{target}",
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "timezone": "UTC",
-        },
-    }
+    connect_args = pooling.connect_args(
+        settings, application_name=f"{settings.service_name}:{target}"
+    )
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,

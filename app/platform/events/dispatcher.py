@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.platform.config import Settings
+from app.platform.db.pooling import connect_args
 from app.platform.events import admin
 from app.platform.events.batching import DoneMarker
 from app.platform.events.lanes import Claim as _Claim
@@ -33,7 +34,8 @@ from app.platform.events.outbox import NOTIFY_CHANNEL
 from app.platform.events.policy import DeliveryPolicy
 from app.platform.events.registry import REGISTRY, ListenerRegistry
 from app.platform.events.types import Delivery, Event, Listener, Retry
-from app.platform.events.wakeup import Wakeup, asyncpg_dsn
+from app.platform.events.wakeup import Wakeup
+from app.platform.listen import listen_dsn
 from app.platform.observability.context import observe
 from app.platform.observability.logging import get_logger
 from app.platform.observability.sql import instrument_engine
@@ -97,7 +99,7 @@ class Dispatcher:
         instrument_engine(self.engine, target="primary", settings=settings)
         self.control = _engine(settings, f"{name}-control", 3, overflow=self.policy.concurrency)
         self.wakeup = Wakeup(
-            asyncpg_dsn(str(settings.database_url)),
+            listen_dsn(settings),
             NOTIFY_CHANNEL,
             connect_timeout=settings.db_connect_timeout_seconds,
         )
@@ -374,14 +376,7 @@ def _engine(settings: Settings, name: str, pool_size: int, *, overflow: int) -> 
         pool_size=pool_size,
         max_overflow=overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            "server_settings": {
-                "application_name": f"{settings.service_name}:{name}",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "timezone": "UTC",
-            },
-        },
+        connect_args=connect_args(settings, application_name=f"{settings.service_name}:{name}"),
     )
 
 

@@ -1,0 +1,69 @@
+"""Connection arguments for asyncpg, direct or through a transaction-mode pooler (PgBouncer).
+
+In transaction mode a client's consecutive transactions may run on different server
+connections, and several clients share each one. Whatever a session keeps on the server past its
+transaction is then lost or seen by a stranger: asyncpg's and SQLAlchemy's prepared statement
+caches (``__asyncpg_stmt_1__`` of one client collides with another's on the same server), and the
+startup parameters PgBouncer does not track (it refuses ``statement_timeout`` at connect).
+PgBouncer 1.21 can keep protocol-level prepared statements itself (``max_prepared_statements``);
+Debian bookworm ships 1.18, so the client does the work:
+
+- no statement cache in asyncpg (unnamed statements, which asyncpg re-parses with their bind)
+  nor in SQLAlchemy's dialect;
+- the statements the dialect still prepares (it needs their column descriptions) get names that
+  cannot collide (``prepared_statement_name_func``), and PgBouncer deallocates what a
+  transaction left behind when it takes the server back (``server_reset_query``);
+- ``statement_timeout`` rides on every ``BEGIN``, as ``SET LOCAL`` in the same round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from app.platform.config import Settings
+
+
+def connect_args(settings: Settings, *, application_name: str) -> dict[str, Any]:
+    """asyncpg's connect arguments (through SQLAlchemy's dialect) for one engine of the app."""
+    server_settings = {"application_name": application_name, "timezone": "UTC"}
+    args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_seconds,
+        "server_settings": server_settings,
+    }
+    if not settings.db_transaction_pooler:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        return args
+    args.update(
+        statement_cache_size=0,
+        prepared_statement_cache_size=0,
+        prepared_statement_name_func=unique_statement_name,
+        connection_class=per_transaction_timeout(settings.db_statement_timeout_ms),
+    )
+    return args
+
+
+def unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+@lru_cache
+def per_transaction_timeout(timeout_ms: int) -> type[Any]:
+    """An asyncpg connection class whose every top-level ``BEGIN`` also sets the statement
+    timeout for that transaction (``SET LOCAL``: it ends with the transaction, so the server
+    connection goes back to the pool as it came)."""
+    suffix = f" SET LOCAL statement_timeout = {int(timeout_ms)};"
+
+    class PerTransactionTimeout(asyncpg.Connection):  # type: ignore[misc]
+        async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+            # asyncpg's Transaction.start() sends "BEGIN ...;" alone, by the simple protocol,
+            # which runs several statements in one message: no extra round trip.
+            if not args and query.startswith("BEGIN") and query.endswith(";"):
+                query += suffix
+            result: str = await super().execute(query, *args, timeout=timeout)
+            return result
+
+    return PerTransactionTimeout
