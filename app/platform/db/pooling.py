@@ -8,17 +8,19 @@ startup parameters PgBouncer does not track (it refuses ``statement_timeout`` at
 PgBouncer 1.21 can keep protocol-level prepared statements itself (``max_prepared_statements``);
 Debian bookworm ships 1.18, so the client does the work:
 
-- no statement cache in asyncpg (unnamed statements, which asyncpg re-parses with their bind)
-  nor in SQLAlchemy's dialect;
-- the statements the dialect still prepares (it needs their column descriptions) get names that
-  cannot collide (``prepared_statement_name_func``), and PgBouncer deallocates what a
-  transaction left behind when it takes the server back (``server_reset_query``);
+- no statement cache in SQLAlchemy's dialect, and none in asyncpg: with its cache off, asyncpg
+  (0.29 and later) prepares even the dialect's explicit ``prepare()`` calls as the *unnamed*
+  statement, so there is no name to collide and nothing left on the server for the next client.
+  The price is a second Parse of each statement, sent with its Bind (asyncpg's guard against
+  poolers that take a Flush for a transaction boundary). Unique names instead
+  (``prepared_statement_name_func``) would parse once but leave every statement on its server
+  connection until PgBouncer deallocates it (``server_reset_query_always``), which a pooler
+  configured by someone else may not do;
 - ``statement_timeout`` rides on every ``BEGIN``, as ``SET LOCAL`` in the same round trip.
 """
 
 from __future__ import annotations
 
-import uuid
 from functools import lru_cache
 from typing import Any
 
@@ -40,14 +42,9 @@ def connect_args(settings: Settings, *, application_name: str) -> dict[str, Any]
     args.update(
         statement_cache_size=0,
         prepared_statement_cache_size=0,
-        prepared_statement_name_func=unique_statement_name,
         connection_class=per_transaction_timeout(settings.db_statement_timeout_ms),
     )
     return args
-
-
-def unique_statement_name() -> str:
-    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 @lru_cache

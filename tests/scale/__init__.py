@@ -1,0 +1,1 @@
+"""Scale-out: the app through PgBouncer, many instances behind HAProxy, many workers."""
