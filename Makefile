@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag loadtest
+.PHONY: help install run run-scaled serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag loadtest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,7 +39,7 @@ seed: migrate ## fill the local database with demo data (PRESET=small|large, SEE
 bench-bulkhead: migrate ## checkout p99 idle vs under a flood of slow reports (ARGS=--help for options)
 	@$(PY) -m bench.bulkhead $(ARGS)
 
-run: migrate ## start databases, migrate, load demo data (first run only), serve the API on :8000
+run: migrate ## start databases, migrate, load demo data (first run only), serve the API on :8000 (POOLER=1: through PgBouncer)
 	@$(PY) -m app seed --preset small --if-empty
 	@echo ""
 	@echo "  API docs   http://127.0.0.1:8000/docs"
@@ -48,7 +48,11 @@ run: migrate ## start databases, migrate, load demo data (first run only), serve
 	@echo "  metrics    http://127.0.0.1:8000/metrics"
 	@echo "  (the databases keep running after Ctrl-C; 'make stop' stops them)"
 	@echo ""
-	@$(PY) -m app serve
+	@$(if $(POOLER),$(PY) -m tools.pooler run -- ,)$(PY) -m app serve
+
+run-scaled: migrate ## INSTANCES app processes and WORKERS workers behind HAProxy on :8000 (POOLER=1: through PgBouncer); Ctrl-C stops all
+	@$(PY) -m app seed --preset small --if-empty
+	@$(PY) -m tools.scaled --instances $(or $(INSTANCES),2) --workers $(or $(WORKERS),2) --port $(or $(APP_PORT),8000) $(if $(POOLER),--pooler,) $(ARGS)
 
 monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app and databases; Ctrl-C stops
 	@$(PY) -m tools.monitor

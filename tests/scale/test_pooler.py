@@ -68,7 +68,9 @@ async def api(pooled_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 async def _mail(address: str, subject: str) -> Email:
     async def arrived() -> Email | None:
-        return next((m for m in MEMORY_SENDER.sent if m.to == address and m.subject == subject), None)
+        return next(
+            (m for m in MEMORY_SENDER.sent if m.to == address and m.subject == subject), None
+        )
 
     return await wait_for(arrived, timeout=60)
 
@@ -116,7 +118,8 @@ async def test_signup_login_checkout_and_the_order_read_back_through_pgbouncer(
     # The verification mail is an outbox delivery, woken by NOTIFY on the direct connection.
     buyer = await _signed_in(api)
     me = await api.get("/v1/auth/me", headers=buyer)
-    assert me.status_code == 200 and me.json()["email_verified"] is True
+    assert me.status_code == 200
+    assert me.json()["email_verified"] is True
 
     settings: Settings = pooled_app.state.settings
     admin = {"Authorization": f"Bearer {create_access_token(settings, uuid.uuid4(), ['admin'])}"}
