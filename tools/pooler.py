@@ -67,9 +67,6 @@ class Pooler:
     pool_size: int = 20
     reserve_pool_size: int = 5
     max_client_conn: int = 800
-    # Deallocate every statement when a server connection comes back (the app leaves none:
-    # app/platform/db/pooling.py); off, as in CloudNativePG's Pooler, to test that it leaves none.
-    reset_statements: bool = True
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -131,10 +128,8 @@ class Pooler:
             "reserve_pool_timeout": "3",
             "max_client_conn": str(self.max_client_conn),
             "server_check_query": "select 1",
-            # A client that prepares named statements would pile them up on the servers (or take
-            # names another client left): each transaction's go when its connection comes back.
-            "server_reset_query": "DEALLOCATE ALL" if self.reset_statements else "",
-            "server_reset_query_always": "1" if self.reset_statements else "0",
+            # No server_reset_query: the app leaves no statement behind (see
+            # app/platform/db/pooling.py), and a reset would cost each transaction a round trip.
             "ignore_startup_parameters": "extra_float_digits",
             # Its log goes to stderr, which start() sends to the log file.
             "logfile": "",

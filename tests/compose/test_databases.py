@@ -19,6 +19,7 @@ from tests.compose.compose_files import (
     assert_none,
     check_endpoint,
     command_words,
+    depends_on,
     environment,
     host_path,
     listening_ports,
@@ -36,7 +37,7 @@ def test_the_app_reaches_the_databases_with_the_credentials_the_primary_creates(
     problems = []
     for name, service in SERVICES.items():
         env = environment(service)
-        for variable in ("APP_DATABASE_URL", "APP_REPLICA_DATABASE_URL"):
+        for variable in ("APP_DATABASE_URL", "APP_REPLICA_DATABASE_URL", "APP_DATABASE_DIRECT_URL"):
             if variable not in env:
                 continue
             url = urlsplit(env[variable])
@@ -44,7 +45,10 @@ def test_the_app_reaches_the_databases_with_the_credentials_the_primary_creates(
             if url.scheme != "postgresql+asyncpg":
                 problems.append(f"{where}: driver {url.scheme}, the app needs postgresql+asyncpg")
             problems += check_endpoint(where, url.hostname, url.port)
-            if (url.username, url.password, url.path.lstrip("/")) != expected:
+            database = url.path.lstrip("/")
+            if url.hostname == "pgbouncer":  # a pool's name, standing for a server's database
+                database = _pool_options(database).get("dbname", f"no pool {database}")
+            if (url.username, url.password, database) != expected:
                 problems.append(f"{where}: user/password/database differ from {expected}")
         if dsn := env.get("DATA_SOURCE_NAME"):
             url = urlsplit(dsn)
@@ -135,13 +139,29 @@ def test_pgbouncer_pools_each_server_for_the_apps_role_in_transaction_mode() -> 
     assert f"-p {settings['listen_port']}" in check, "the health check bypasses PgBouncer"
 
 
-def test_the_app_stays_on_direct_connections_until_it_supports_pooling() -> None:
-    # Transaction pooling breaks asyncpg's prepared statements and the outbox's LISTEN; the
-    # compose comments promise direct connections, and this holds them to it.
-    for name in ("app", "worker", "migrate"):
+def _pool_options(database: str) -> dict[str, str]:
+    spec = pgbouncer_config()["databases"].get(database, "")
+    return dict(part.split("=", 1) for part in spec.split())
+
+
+def test_the_app_and_the_worker_pool_through_pgbouncer_and_listen_on_the_primary() -> None:
+    for name in ("app", "worker"):
+        service = SERVICES[name]
+        env = environment(service)
+        assert env["APP_DB_TRANSACTION_POOLER"] == "true", f"{name} is not told it is pooled"
+        targets = {}
         for variable in ("APP_DATABASE_URL", "APP_REPLICA_DATABASE_URL"):
-            host = urlsplit(environment(SERVICES[name])[variable]).hostname
-            assert host != "pgbouncer", f"{name} {variable} goes through PgBouncer"
+            url = urlsplit(env[variable])
+            assert url.hostname == "pgbouncer", f"{name} {variable} bypasses PgBouncer"
+            targets[variable] = _pool_options(url.path.lstrip("/")).get("host")
+        assert targets["APP_DATABASE_URL"] == "postgres-primary", f"{name} writes via {targets}"
+        assert targets["APP_REPLICA_DATABASE_URL"] in REPLICAS, f"{name} reads via {targets}"
+        # LISTEN needs a session of its own: through transaction pooling it would hear nothing.
+        assert urlsplit(env["APP_DATABASE_DIRECT_URL"]).hostname == "postgres-primary", name
+        assert depends_on(service)["pgbouncer"]["condition"] == "service_healthy", name
+    # Migrations run on the direct URL (app/__main__.py), so they wait for the primary only.
+    migrate = environment(SERVICES["migrate"])
+    assert urlsplit(migrate["APP_DATABASE_DIRECT_URL"]).hostname == "postgres-primary"
 
 
 def test_the_app_accepts_the_compose_environment(monkeypatch: pytest.MonkeyPatch) -> None:

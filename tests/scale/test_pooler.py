@@ -26,7 +26,6 @@ from app.modules.notifications.senders import MEMORY_SENDER, Email
 from app.platform.config import Settings
 from app.platform.security import create_access_token
 from tests.helpers import make_settings, serving, wait_for
-from tests.scale.conftest import POOL_SIZE, running_pooler
 from tools.pgstack import Stack
 from tools.pooler import Pooler
 
@@ -187,21 +186,17 @@ async def test_concurrent_requests_share_three_server_connections(
     await _concurrent_reads(api, pooled_app.state.settings)
 
 
-async def test_statement_names_never_collide_on_a_pooler_that_keeps_statements(
-    migrated: Stack, monkeypatch: pytest.MonkeyPatch
+async def test_statement_names_never_collide_between_processes_sharing_the_pooler(
+    api: httpx.AsyncClient, pooled_app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # PgBouncer without the reset query (CloudNativePG's Pooler in transaction mode, a pooler
-    # configured by hand) leaves each transaction's statements on its server connection, and
-    # asyncpg numbers its statements per process from 1: a second app process sharing the
-    # pooler would pick names the first one left there. Rewinding the counter stands for it.
-    options = {"pool_size": POOL_SIZE, "reserve_pool_size": 0, "reset_statements": False}
-    with running_pooler(migrated, **options) as keeping:
-        app = create_app(pooled_settings(migrated, keeping))
-        async with serving(app) as client:
-            start = asyncpg.connection._uid  # type: ignore[attr-defined]
-            for _ in range(3):
-                monkeypatch.setattr(asyncpg.connection, "_uid", start)
-                await _concurrent_reads(client, app.state.settings)
+    # PgBouncer keeps whatever a transaction prepared on its server connection (no reset query,
+    # as in CloudNativePG's Pooler), and asyncpg numbers named statements per process from 1:
+    # a second app process sharing the pooler would pick names the first one left there.
+    # Rewinding the counter stands for that process.
+    start = asyncpg.connection._uid  # type: ignore[attr-defined]
+    for _ in range(3):
+        monkeypatch.setattr(asyncpg.connection, "_uid", start)
+        await _concurrent_reads(api, pooled_app.state.settings)
 
 
 async def test_the_statement_timeout_holds_in_every_transaction_through_pgbouncer(
