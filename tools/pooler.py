@@ -207,10 +207,16 @@ def run(pooler: Pooler, command: Sequence[str]) -> int:
     print(f"pgbouncer on {pooler.host}:{pooler.port} (transaction pooling, log {pooler.log})")
     env = {**os.environ, **pooler.app_env()}
     child = subprocess.Popen(list(command), env=env)
+
+    def forward(_sig: int, _frame: object) -> None:
+        # Ctrl-C reaches the whole process group anyway; SIGTERM (or a SIGINT sent to this
+        # process alone) is passed on, so the command stops before PgBouncer does.
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
     try:
-        return child.wait()
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGINT)
         return child.wait()
     finally:
         pooler.stop()
