@@ -114,7 +114,7 @@ def run_round(variant: str, args: argparse.Namespace, stack: Any) -> Round:
         out = Path(tempfile.mkdtemp(prefix="scale-out-"))
         command = [sys.executable, "-m", "loadtest", "--host", scaled.url, "--rate",
                    str(args.rate), "--duration", str(args.duration), "--prometheus", "none",
-                   "--no-progress", "--out", str(out)]  # fmt: skip
+                   "--members", str(args.members), "--no-progress", "--out", str(out)]  # fmt: skip
         subprocess.run(command, cwd=REPO, capture_output=True, check=False)
         stop.set()
         sampler.join()
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=12.0)
     parser.add_argument("--duration", type=float, default=40.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--members", type=int, default=30, help="seeded members signed in")
     parser.add_argument("--base-port", type=int, default=57760, help="instances from here")
     parser.add_argument("--metrics-port", type=int, default=57780, help="the worker's metrics")
     parser.add_argument("--variants", default="1 direct,2 direct,2 pooled")

@@ -114,7 +114,7 @@ class Scaled:
 
     def haproxy_config(self) -> str:
         servers = [
-            f"    server app{i + 1} {self.host}:{port} check inter 2s fall 3 rise 2"
+            f"    server app{i + 1} {self.host}:{port} check inter 2s fall 3 rise 1"
             for i, port in enumerate(self.instance_ports)
         ]
         return "\n".join(
@@ -135,9 +135,14 @@ class Scaled:
                 "    default_backend app",
                 "backend app",
                 "    balance roundrobin",
-                # Ready, not merely alive: an instance whose primary is out of reach leaves.
-                "    option httpchk GET /readyz",
+                # Alive, not /readyz: under load a readiness check that waits on the database
+                # times out on every instance at once and HAProxy then answers 503 for all,
+                # where the app itself would have served (or answered its own 503 with
+                # Retry-After when the database is out of reach). A generous check timeout, so
+                # a busy process is not taken for a dead one.
+                "    option httpchk GET /healthz",
                 "    http-check expect status 200",
+                "    timeout check 10s",
                 *servers,
                 "",
             ]
