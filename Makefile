@@ -89,7 +89,7 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff check --fix .
 
 test: lint ## lint, then every test against a throwaway primary + replica
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests alone, without lint
 	$(PY) -m pytest $(PYTEST_ARGS)
