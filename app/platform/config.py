@@ -241,9 +241,17 @@ class Settings(BaseSettings):
     canary_password: SecretStr | None = None
     canary_product_name: str = Field(default="Canary probe", min_length=1, max_length=200)
 
+    @field_validator("canary_base_url", "canary_admin_email", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        # A ConfigMap's empty value may arrive as null: it means "not set", like "".
+        return "" if value is None else value
+
     @field_validator("canary_user_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: object) -> object:
+        if value is None:
+            return ()
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
