@@ -50,8 +50,8 @@ run: migrate ## start databases, migrate, load demo data (first run only), serve
 	@echo ""
 	@$(PY) -m app serve
 
-monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app and databases; Ctrl-C stops
-	@$(PY) -m tools.monitor
+monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app (APP_PORT) and databases; DEMO=1: alerts within minutes; Ctrl-C stops
+	@$(PY) -m tools.monitor $(if $(filter-out 0,$(DEMO)),--demo,) $(if $(WORKER),--worker $(WORKER),)
 
 audit: db ## the database audit on the local stack (ARGS=--verify, --json, --markdown FILE, ...)
 	@APP_AUDIT_DATABASE_URL="$${APP_AUDIT_DATABASE_URL:-$$($(PY) -m tools.pgstack env | sed -n 's/^APP_AUDIT_DATABASE_URL=//p')}" \
