@@ -139,6 +139,10 @@ class Canary:
     async def _read_pages(
         self, client: httpx.AsyncClient, product_id: str, written: dict[str, Any]
     ) -> RouteResult:
+        # Logins one at a time: password hashing is bounded per process, a burst gets 503s.
+        for email in self.config.user_emails:
+            if email not in self._tokens:
+                await self._login(client, email)
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def read(email: str) -> dict[str, Any]:
