@@ -5,19 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.workshop.conftest import WORKSHOP_DB
-from tools.pgstack import Stack
-from workshop.__main__ import run_scenarios
 from workshop.scenarios import SCENARIOS
-
-
-@pytest.fixture(scope="module")
-def quick_run(workshop_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("workshop")
-    run_scenarios(workshop_stack, list(SCENARIOS), out, rounds=5, quick=True, db=WORKSHOP_DB)
-    return out
 
 
 def _outcome(out: Path, scenario: str) -> dict[str, object]:

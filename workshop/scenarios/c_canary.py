@@ -180,7 +180,7 @@ class CatalogCanary:
                 fault_cli(ctx, "on", FAULT, "--ratio", str(RATIO))
                 time.sleep(2.0)  # every process reads the switches each second
                 with c_watch.AlertWatch(prom) as watch:
-                    ctx.progress("C: before: the fault on, no canary")
+                    ctx.progress(f"C: before: the fault on, no canary (alerts: {prom}/alerts)")
                     for _ in range(ctx.rounds):
                         _keep(before, asyncio.run(_round(room)), watch)
                         ctx.advance(1)
