@@ -7,7 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.platform.canary.probe import is_stale
+
+# The first test to ask for the session's quick run (every scenario) bears its setup: minutes on a
+# loaded machine, so the hang guard is wider than the suite's 300 s.
+pytestmark = pytest.mark.timeout(1200)
 
 
 def _c(out: Path) -> dict[str, Any]:
