@@ -188,7 +188,7 @@ class CatalogCanary:
             with c_watch.prometheus(ctx, app, f"127.0.0.1:{port}") as prom:
                 room = asyncio.run(_room(server.base_url, shoppers, products))
                 fault_cli(ctx, "on", FAULT, "--ratio", str(RATIO))
-                time.sleep(2.0)  # every process reads the switches each second
+                c_watch.wait_for_fault(server.base_url, FAULT, RATIO)
                 with c_watch.AlertWatch(prom) as watch:
                     ctx.progress(f"C: before: the fault on, no canary (alerts: {prom}/alerts)")
                     for _ in range(ctx.rounds):
@@ -224,6 +224,8 @@ class CatalogCanary:
         c_watch.wait_first_check(worker)
         fault_cli(ctx, "on", FAULT, "--ratio", str(RATIO))
         switched = time.monotonic()
+        # The room's rounds start once the server runs with it (the canary's clock is running).
+        c_watch.wait_for_fault(room.base_url, FAULT, RATIO)
         ctx.progress("C: after: the fault on again, the canary watching")
         rounds = 0
         while rounds < ctx.rounds or (

@@ -188,3 +188,14 @@ def prometheus_view(url: str) -> dict[str, object]:
             url, 'sum(max_over_time(canary_mismatches_total{job="worker"}[15m]))'
         ),
     }
+
+
+def wait_for_fault(base_url: str, name: str, ratio: float, timeout: float = 120.0) -> None:
+    """Until the server runs with ``name`` at ``ratio`` (its ``fault_active`` gauge says so)."""
+    wanted = re.compile(rf'^fault_active\{{name="{re.escape(name)}"\}} {ratio:g}(\.0)?$', re.M)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if wanted.search(httpx.get(base_url + "/metrics", timeout=10).text):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not pick up {name} at {ratio} within {timeout:.0f}s")
