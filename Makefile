@@ -54,8 +54,8 @@ run-scaled: migrate ## INSTANCES app processes and WORKERS workers behind HAProx
 	@$(PY) -m app seed --preset small --if-empty
 	@$(PY) -m tools.scaled --instances $(or $(INSTANCES),2) --workers $(or $(WORKERS),2) --port $(or $(APP_PORT),8000) $(if $(POOLER),--pooler,) $(ARGS)
 
-monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app and databases; Ctrl-C stops
-	@$(PY) -m tools.monitor
+monitor: $(STAMP) ## Prometheus + Alertmanager (Debian's binaries) on the local app (APP_PORT) and databases; DEMO=1: alerts within minutes; Ctrl-C stops
+	@$(PY) -m tools.monitor $(if $(filter-out 0,$(DEMO)),--demo,) $(if $(WORKER),--worker $(WORKER),)
 
 audit: db ## the database audit on the local stack (ARGS=--verify, --json, --markdown FILE, ...)
 	@APP_AUDIT_DATABASE_URL="$${APP_AUDIT_DATABASE_URL:-$$($(PY) -m tools.pgstack env | sed -n 's/^APP_AUDIT_DATABASE_URL=//p')}" \

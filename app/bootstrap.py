@@ -36,6 +36,7 @@ from app.modules.payments.providers import FakePaymentProvider, PaymentProvider,
 from app.modules.payments.router import router as payments_router
 from app.modules.payments.service.cache import CACHE as PRODUCT_CACHE
 from app.modules.payments.service.cache import CHANNEL as PRODUCT_CHANNEL
+from app.platform.canary.probe import job_runner as canary_runner
 from app.platform.config import Settings
 from app.platform.events import REGISTRY, ListenerRegistry
 from app.platform.faults import ALLOWED_ENVIRONMENTS
@@ -118,10 +119,13 @@ def worker_jobs(
     async def purge() -> None:
         await payments.purge_expired_keys(sessions, settings)
 
-    return [
+    jobs = [
         Job("payments.reconcile", settings.payments_reconcile_interval_seconds, reconcile),
         Job("payments.purge_idempotency_keys", settings.payments_purge_interval_seconds, purge),
     ]
+    if (canary := canary_runner(settings)) is not None:
+        jobs.append(Job("canary", settings.canary_interval_seconds, canary))
+    return jobs
 
 
 def app_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:

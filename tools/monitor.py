@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from tools import demo_rules
+
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -62,6 +64,7 @@ def render_prometheus_config(
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
     environment: str = "local",
+    worker_target: str | None = None,
 ) -> dict[str, Any]:
     """prometheus/prometheus.yml with its compose targets replaced by local ones.
 
@@ -110,6 +113,11 @@ def render_prometheus_config(
         for name, job in jobs.items()
         if job["static_configs"] and targets.get(name, "kept") is not None
     ]
+    if worker_target is not None:
+        # `python -m app worker --metrics-port`: the periodic jobs' and the canary's metrics.
+        config["scrape_configs"].append(
+            {"job_name": "worker", "static_configs": [{"targets": [worker_target]}]}
+        )
     return config
 
 
@@ -257,11 +265,20 @@ def prepare(
     prometheus_port: int,
     alertmanager_port: int,
     postgres_targets: Mapping[str, str] | None,
+    worker: str | None = None,
+    demo: bool = False,
 ) -> tuple[Path, Path]:
-    """Write the local Prometheus and Alertmanager configs (and a copy of the rules) into folder."""
+    """Write the local Prometheus and Alertmanager configs (and a copy of the rules) into folder.
+
+    ``demo``: scrape and evaluate every few seconds, with the rules' windows scaled down
+    (tools/demo_rules.py), so an alert fires within minutes for a room.
+    """
     rules = folder / "rules"
     shutil.rmtree(rules, ignore_errors=True)
-    shutil.copytree(RULES_DIR, rules)
+    if demo:
+        demo_rules.write_demo_rules(RULES_DIR, rules)
+    else:
+        shutil.copytree(RULES_DIR, rules)
     prometheus = render_prometheus_config(
         app_target=app,
         metrics_token=metrics_token,
@@ -269,11 +286,19 @@ def prepare(
         alertmanager_target=f"127.0.0.1:{alertmanager_port}",
         postgres_targets=postgres_targets,
         rule_files=[str(rules / "*.yml")],
+        scrape_interval=demo_rules.INTERVAL if demo else None,
+        evaluation_interval=demo_rules.INTERVAL if demo else None,
+        worker_target=worker,
     )
     return (
         _write_yaml(folder / "prometheus.yml", prometheus),
         _write_yaml(folder / "alertmanager.yml", render_alertmanager_config()),
     )
+
+
+def default_app_target(env: Mapping[str, str], app_port: int) -> str:
+    """MONITOR_APP, else the port the app's settings serve on (APP_PORT, as `make run` does)."""
+    return env.get("MONITOR_APP") or f"127.0.0.1:{app_port}"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -283,7 +308,20 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.monitor", description=__doc__)
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--app", default=os.environ.get("MONITOR_APP", "127.0.0.1:8000"))
+    parser.add_argument(
+        "--app", default=None, help="host:port (default MONITOR_APP, else the app's APP_PORT)"
+    )
+    parser.add_argument(
+        "--worker",
+        default=os.environ.get("MONITOR_WORKER") or None,
+        help="host:port of `python -m app worker --metrics-port` (default: not scraped)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=os.environ.get("DEMO", "") not in ("", "0"),
+        help="scrape and evaluate every 2 s, the rules' windows and for: scaled down 30x",
+    )
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument("--alertmanager-port", type=int, default=9093)
     parser.add_argument("--exporter-ports", default="9187,9188", help="primary,replica")
@@ -293,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools.pgstack import local_stack
 
     settings = get_settings()
+    args.app = args.app or default_app_target(os.environ, settings.port)
     stack = local_stack()
     folder: Path = args.dir.resolve()
     exporters: dict[str, tuple[int, str]] = {}
@@ -311,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         prometheus_port=args.prometheus_port,
         alertmanager_port=args.alertmanager_port,
         postgres_targets={role: f"127.0.0.1:{port}" for role, (port, _) in exporters.items()},
+        worker=args.worker,
+        demo=args.demo,
     )
 
     # SIGTERM (a supervisor, a test cleaning up) stops everything the way Ctrl-C does.
@@ -343,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
             "; no postgres_exporter installed (Debian: prometheus-postgres-exporter), "
             "so the database panels stay empty"
         ))  # fmt: skip
+        if args.worker:
+            print(f"  worker        {args.worker}")
+        if args.demo:
+            print(
+                f"  demo mode     scrape and evaluation every {demo_rules.INTERVAL}, windows and "
+                f"for: divided by {demo_rules.FACTOR:.0f} (copies in {folder / 'rules'})"
+            )
         print(f"  config, logs  {folder}")
         print("  Ctrl-C stops them (`make run` and `make db` start the app and the databases)")
         print("")

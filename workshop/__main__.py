@@ -100,6 +100,8 @@ def _print(outcome: Outcome) -> None:
         console.print(
             f"  [{'green' if held else 'red'}]{'held' if held else 'DID NOT HOLD'}[/]: {claim}"
         )
+    for note in outcome.notes:
+        console.print(f"  {note}", markup=False, highlight=False)
 
 
 @cli.command()

@@ -237,6 +237,36 @@ class Settings(BaseSettings):
     # How long platform.slow_responses holds each request it hits (over the 500 ms latency SLO).
     faults_slow_response_seconds: float = Field(default=1.0, gt=0)
 
+    # The correctness canary (app/platform/canary/): a journey the worker runs through the public
+    # API: an admin changes the canary product's price, each canary user reads it back.
+    canary_base_url: str = Field(
+        default="", description="the API the canary calls (e.g. http://app:8000); empty: no canary"
+    )
+    canary_interval_seconds: float = Field(default=30.0, gt=0)
+    canary_settle_seconds: float = Field(
+        default=1.0, ge=0, description="after a change: the replica and other processes catch up"
+    )
+    canary_admin_email: str = ""
+    # Several readers: a fault that hits a stable slice of users shows only to some of them.
+    canary_user_emails: Annotated[tuple[str, ...], NoDecode] = ()
+    canary_password: SecretStr | None = None
+    canary_product_name: str = Field(default="Canary probe", min_length=1, max_length=200)
+
+    @field_validator("canary_base_url", "canary_admin_email", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        # A ConfigMap's empty value may arrive as null: it means "not set", like "".
+        return "" if value is None else value
+
+    @field_validator("canary_user_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:

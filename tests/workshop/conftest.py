@@ -13,6 +13,8 @@ from alembic import command
 from app.platform.db.migrations import alembic_config
 from tests.helpers import replica_catch_up
 from tools.pgstack import Stack
+from workshop.__main__ import run_scenarios
+from workshop.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSHOP_DB = "workshop"
@@ -36,3 +38,11 @@ def workshop_stack(migrated: Stack) -> Stack:
     )
     replica_catch_up(stack, timeout=120)
     return stack
+
+
+@pytest.fixture(scope="session")
+def quick_run(workshop_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every scenario's quick run, once for all the workshop's test files."""
+    out = tmp_path_factory.mktemp("workshop")
+    run_scenarios(workshop_stack, list(SCENARIOS), out, rounds=5, quick=True, db=WORKSHOP_DB)
+    return out

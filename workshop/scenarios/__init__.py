@@ -5,8 +5,9 @@ from __future__ import annotations
 from workshop.core import Scenario
 from workshop.scenarios.a_coupling import OutboxIsolation
 from workshop.scenarios.b_bulkhead import ReportBulkhead
+from workshop.scenarios.c_canary import CatalogCanary
 from workshop.scenarios.f_replica import ReplicaReads
 
 SCENARIOS: dict[str, Scenario] = {
-    s.id: s for s in (OutboxIsolation(), ReportBulkhead(), ReplicaReads())
+    s.id: s for s in (OutboxIsolation(), ReportBulkhead(), CatalogCanary(), ReplicaReads())
 }
