@@ -21,7 +21,6 @@ from app.platform.db.migrations import alembic_config
 from tests.helpers import make_settings, replica_catch_up
 from tools.pgstack import Stack, temporary_stack
 
-
 SESSION_REPLICAS = 2
 
 
