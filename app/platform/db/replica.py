@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -253,7 +253,7 @@ class ReplicaMonitors:
         # Stands for "the replica" where one is expected (and for none: not configured).
         self.first = self.all[0] if self.all else ReplicaMonitor(primary, None, settings)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[ReplicaMonitor]:
         return iter(self.all)
 
     def __len__(self) -> int:
