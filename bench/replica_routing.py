@@ -176,6 +176,10 @@ def _route_counts() -> dict[str, int]:
                 if sample.name.endswith("_total"):
                     key = f"{sample.labels['target']}/{sample.labels['reason']}"
                     counts[key] = int(sample.value)
+        elif metric.name == "db_replica_reads":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[f"served by {sample.labels['replica']}"] = int(sample.value)
     return counts
 
 
