@@ -27,7 +27,7 @@ $(STAMP): uv.lock pyproject.toml | check-python
 
 install: $(STAMP) ## create .venv and install the locked dependencies
 
-db: $(STAMP) ## start the local PostgreSQL primary + streaming replica (ports 55432/55433)
+db: $(STAMP) ## start the local PostgreSQL primary + streaming replica (ports 55432/55433; PGSTACK_REPLICAS=2: and 55434)
 	@$(PY) -m tools.pgstack start
 
 migrate: db ## migrate the local database to head
@@ -39,7 +39,11 @@ seed: migrate ## fill the local database with demo data (PRESET=small|large, SEE
 bench-bulkhead: migrate ## checkout p99 idle vs under a flood of slow reports (ARGS=--help for options)
 	@$(PY) -m bench.bulkhead $(ARGS)
 
-run: migrate ## start databases, migrate, load demo data (first run only), serve the API on :8000 (POOLER=1: through PgBouncer)
+# With PGSTACK_REPLICAS=2 (or more) the app reads from every replica the stack started, unless
+# APP_REPLICA_DATABASE_URLS says otherwise.
+REPLICA_URLS = $(if $(filter-out 0 1,$(PGSTACK_REPLICAS)),APP_REPLICA_DATABASE_URLS="$${APP_REPLICA_DATABASE_URLS:-$$($(PY) -m tools.pgstack env | sed -n 's/^APP_REPLICA_DATABASE_URLS=//p')}",)
+
+run: migrate ## start databases, migrate, load demo data (first run only), serve the API on :8000 (POOLER=1: through PgBouncer; PGSTACK_REPLICAS=2: two replicas)
 	@$(PY) -m app seed --preset small --if-empty
 	@echo ""
 	@echo "  API docs   http://127.0.0.1:8000/docs"
@@ -48,7 +52,7 @@ run: migrate ## start databases, migrate, load demo data (first run only), serve
 	@echo "  metrics    http://127.0.0.1:8000/metrics"
 	@echo "  (the databases keep running after Ctrl-C; 'make stop' stops them)"
 	@echo ""
-	@$(if $(POOLER),$(PY) -m tools.pooler run -- ,)$(PY) -m app serve
+	@$(if $(POOLER),$(PY) -m tools.pooler run -- ,$(REPLICA_URLS) )$(PY) -m app serve
 
 run-scaled: migrate ## INSTANCES app processes and WORKERS workers behind HAProxy on :8000 (POOLER=1: through PgBouncer); Ctrl-C stops all
 	@$(PY) -m app seed --preset small --if-empty

@@ -36,7 +36,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings)
-        await app.state.db.monitor.start()
+        await app.state.db.monitors.start()
         await adapters.start()
         stop_jobs = asyncio.Event()
         jobs = asyncio.create_task(run_jobs(bootstrap.app_jobs(app.state.db.session), stop_jobs))
@@ -50,7 +50,7 @@ def create_app(
             for n, run in enumerate(bootstrap.background_tasks(settings))
         ]
         tune_garbage_collector(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
-        log.info("startup", env=settings.env, replica=settings.replica_database_url is not None)
+        log.info("startup", env=settings.env, replicas=len(settings.replica_urls))
         try:
             yield
         finally:

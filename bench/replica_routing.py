@@ -7,6 +7,7 @@ statements each node executed; the figure is the primary's share.
 
     make bench-replica                       # defaults
     python -m bench.replica_routing --requests 4000 --users 16
+    python -m bench.replica_routing --replicas 2   # reads spread over two replicas
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class RunResult:
     stale_own_reads: int
     primary: tuple[int, int] = (0, 0)
     replica: tuple[int, int] = (0, 0)
+    per_replica: list[int] = field(default_factory=list)  # statements on each replica
     routes: dict[str, int] = field(default_factory=dict)
 
     def share(self, index: int) -> float:
@@ -140,12 +142,12 @@ async def _user(
             result.failures += 1
 
 
-def _counts(stack: Stack) -> tuple[tuple[int, int], tuple[int, int]]:
+def _counts(stack: Stack) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     def read(node: Any) -> tuple[int, int]:
         total, queries = node.psql(_COUNT_SQL, db="app").split("|")
         return int(total), int(queries)
 
-    return read(stack.primary), read(stack.replica)
+    return read(stack.primary), [read(node) for node in stack.replicas]
 
 
 _TOP_SQL = r"""
@@ -158,7 +160,7 @@ ORDER BY calls DESC LIMIT 8
 
 def _top(stack: Stack) -> str:
     lines = []
-    for node in (stack.primary, stack.replica):
+    for node in (stack.primary, *stack.replicas):
         lines.append(f"  {node.name}:")
         lines += [f"    {row}" for row in node.psql(_TOP_SQL, db="app").splitlines()]
     return "\n".join(lines)
@@ -174,6 +176,10 @@ def _route_counts() -> dict[str, int]:
                 if sample.name.endswith("_total"):
                     key = f"{sample.labels['target']}/{sample.labels['reason']}"
                     counts[key] = int(sample.value)
+        elif metric.name == "db_replica_reads":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[f"served by {sample.labels['replica']}"] = int(sample.value)
     return counts
 
 
@@ -185,7 +191,8 @@ async def run(
     result = RunResult(label=label, seconds=0.0, latencies_ms=[], failures=0, stale_own_reads=0)
     async with app.router.lifespan_context(app):
         deadline = time.monotonic() + 15
-        while settings.db_replica_reads and not app.state.db.monitor.state.healthy:
+        monitors = app.state.db.monitors
+        while settings.db_replica_reads and not all(m.state.healthy for m in monitors):
             if time.monotonic() > deadline:
                 raise SystemExit("the replica did not become healthy")
             await asyncio.sleep(0.1)
@@ -201,7 +208,7 @@ async def run(
             )
             for _ in range(args.users)
         ]
-        for node in (stack.primary, stack.replica):
+        for node in (stack.primary, *stack.replicas):
             node.psql("SELECT pg_stat_statements_reset()", db="app")
         routes_before = _route_counts()
         started = time.perf_counter()
@@ -213,7 +220,9 @@ async def run(
             )
         )
         result.seconds = time.perf_counter() - started
-        result.primary, result.replica = _counts(stack)
+        result.primary, replicas = _counts(stack)
+        result.replica = (sum(r[0] for r in replicas), sum(r[1] for r in replicas))
+        result.per_replica = [r[0] for r in replicas]
         if args.show_statements:
             print(f"top statements, routing {label}:\n{_top(stack)}")
         after = _route_counts()
@@ -267,6 +276,9 @@ def _print(results: list[RunResult], args: argparse.Namespace) -> None:
         )
     for r in results:
         print(f"read routes ({r.label}): {dict(sorted(r.routes.items()))}")
+    if len(on.per_replica) > 1:
+        spread = ", ".join(f"{n}" for n in on.per_replica)
+        print(f"statements on each replica, routing on: {spread}")
 
 
 async def main_async(stack: Stack, args: argparse.Namespace) -> int:
@@ -277,7 +289,7 @@ async def main_async(stack: Stack, args: argparse.Namespace) -> int:
         env="test",
         log_level="WARNING",
         database_url=stack.primary_url,  # type: ignore[arg-type]
-        replica_database_url=stack.replica_url,  # type: ignore[arg-type]
+        replica_database_urls=tuple(stack.replica_urls),  # type: ignore[arg-type]
     )
     results = []
     for label, on in (("off", False), ("on", True)):
@@ -294,14 +306,15 @@ def main() -> int:
     parser.add_argument("--write-share", type=float, default=0.10)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--show-statements", action="store_true", help="the top statements")
+    parser.add_argument("--replicas", type=int, default=1, help="streaming replicas to read from")
     args = parser.parse_args()
     from alembic import command
 
     from app.platform.db.migrations import alembic_config
 
-    stack = temporary_stack()
+    stack = temporary_stack(replicas=args.replicas)
     try:
-        print("starting a throwaway primary + replica ...", file=sys.stderr)
+        print(f"starting a throwaway primary + {args.replicas} replica(s) ...", file=sys.stderr)
         stack.start()
         # The throwaway stack turns synchronous_commit off for speed; production keeps it on,
         # which is what decides how soon a fresh write reaches the replica.

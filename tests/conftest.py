@@ -1,7 +1,9 @@
-"""Test session: one throwaway PostgreSQL primary + streaming replica, migrated to head.
+"""Test session: one throwaway PostgreSQL primary + two streaming replicas, migrated to head.
 
 The stack is started by the same code as the developer's local one (tools/pgstack.py), on free
-ports in a temporary folder, and removed when the session ends.
+ports in a temporary folder, and removed when the session ends. The app of every test reads from
+both replicas (tests.helpers.make_settings); a test about one replica's behaviour configures
+that one alone.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from app.platform.db.migrations import alembic_config
 from tests.helpers import make_settings, replica_catch_up
 from tools.pgstack import Stack, temporary_stack
 
+SESSION_REPLICAS = 2
+
 
 @pytest.fixture(scope="session")
 def pg_stack() -> Iterator[Stack]:
-    stack = temporary_stack()
+    stack = temporary_stack(replicas=SESSION_REPLICAS)
     atexit.register(stack.clean)  # also when the session dies before the fixture ends
     stack.start()
     yield stack

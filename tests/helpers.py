@@ -50,7 +50,7 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "env": "test",
         "database_url": stack.primary_url,
-        "replica_database_url": stack.replica_url,
+        "replica_database_urls": tuple(stack.replica_urls),
         # Ceilings, not expectations: a loaded machine may need them (50 concurrent checkouts
         # queue for the pool's 20 connections; a readiness check waits for a busy server).
         "db_pool_timeout_seconds": 30.0,
@@ -71,6 +71,8 @@ def make_settings(stack: Stack, **overrides: object) -> Settings:
         "gc_freeze": False,
         "gc_gen0_threshold": 0,
     }
+    if "replica_database_url" in overrides:  # one replica, or none, asked for
+        del values["replica_database_urls"]
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
@@ -117,16 +119,17 @@ async def wait_for(
 
 
 def replica_catch_up(stack: Stack, timeout: float = 10.0) -> None:
-    """Block until the replica has replayed everything the primary has written so far."""
+    """Block until every replica has replayed everything the primary has written so far."""
     import time
 
     timeout = max(timeout, MIN_WAIT_CEILING)
     target = stack.primary.psql("SELECT pg_current_wal_insert_lsn()")
     deadline = time.monotonic() + timeout
-    while stack.replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") != "t":
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the replica did not replay up to {target} within {timeout}s")
-        time.sleep(0.02)
+    for node in stack.replicas:
+        while node.psql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") != "t":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{node.name} did not replay up to {target} within {timeout}s")
+            time.sleep(0.02)
 
 
 async def replica_caught_up(db: Database, timeout: float = 10.0) -> None:
@@ -135,18 +138,18 @@ async def replica_caught_up(db: Database, timeout: float = 10.0) -> None:
 
     from app.platform.db.lsn import lsn_to_int
 
-    if db.replica is None:
+    if not db.replicas:
         return
     async with db.primary.connect() as conn:
         target = lsn_to_int(await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text")))
 
     async def replayed() -> bool:
-        assert db.replica is not None
-        async with db.replica.connect() as conn:
-            return (
-                lsn_to_int(await conn.scalar(text("SELECT pg_last_wal_replay_lsn()::text")))
-                >= target
-            )
+        for replica in db.replicas:
+            async with replica.connect() as conn:
+                position = await conn.scalar(text("SELECT pg_last_wal_replay_lsn()::text"))
+            if lsn_to_int(position) < target:
+                return False
+        return True
 
     await wait_for(replayed, timeout=timeout, interval=0.02)
 

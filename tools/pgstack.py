@@ -1,11 +1,13 @@
-"""A local PostgreSQL primary and streaming replica, without Docker.
+"""A local PostgreSQL primary and streaming replicas, without Docker.
 
 The same code serves the developer's stack (``make run``: data under ``var/pg`` of the repo,
-ports 55432 / 55433, reused between runs) and the test session (a temporary folder, free
-ports, thrown away at the end). Standard library only: it runs before any virtualenv exists.
+ports 55432 / 55433 (and 55434, ... for more replicas), reused between runs) and the test
+session (a temporary folder, free ports, thrown away at the end). One replica by default;
+``PGSTACK_REPLICAS=2`` (or ``--replicas 2``) starts two. Standard library only: it runs before
+any virtualenv exists.
 
     python -m tools.pgstack start|stop|status|clean|env [--dir DIR]
-                            [--primary-port N] [--replica-port N]
+                            [--primary-port N] [--replica-port N] [--replicas N]
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ SUPERUSER = "postgres"
 APP_USER = "app"
 APP_PASSWORD = "app"  # noqa: S105 - a local throwaway cluster that listens on loopback only
 APP_DB = "app"
-SLOT = "replica1"
 # The database audit's monitoring role (python -m app db audit): statistics, their reset, and
 # membership of the app's role so --verify may build an index on the app's tables.
 AUDIT_USER = "app_audit"
@@ -186,19 +187,57 @@ class Node:
         return out.stdout.strip()
 
 
+def slot_name(index: int) -> str:
+    """Replica N streams from slot "replicaN" (compose names its slots the same way)."""
+    return f"replica{index + 1}"
+
+
+def replica_name(index: int) -> str:
+    """The first replica keeps the name (and the data folder) it had when it was the only one."""
+    return "replica" if index == 0 else f"replica{index + 1}"
+
+
 @dataclass
 class Stack:
-    """A primary and a streaming replica under one folder."""
+    """A primary and its streaming replicas under one folder.
+
+    ``replica_port`` is the first replica's port; ``replica_ports`` all of them (default: the
+    ports after ``replica_port``, one per replica).
+    """
 
     root: Path
     primary_port: int
     replica_port: int
     fast: bool = False  # fsync off: for throwaway test clusters only
     bin_dir: Path = field(default_factory=find_bin_dir)
+    replica_count: int = 1
+    replica_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.replica_count < 1:
+            raise StackError(f"at least one replica, not {self.replica_count}")
+        if not self.replica_ports:
+            self.replica_ports = tuple(self.replica_port + i for i in range(self.replica_count))
+        if len(self.replica_ports) != self.replica_count:
+            raise StackError(f"{self.replica_count} replicas need as many ports")
+        self.replica_port = self.replica_ports[0]
         self.primary = Node("primary", self.root / "primary", self.primary_port, self.bin_dir)
-        self.replica = Node("replica", self.root / "replica", self.replica_port, self.bin_dir)
+        self.replicas = [
+            Node(replica_name(i), self.root / replica_name(i), port, self.bin_dir)
+            for i, port in enumerate(self.replica_ports)
+        ]
+        self.replica = self.replicas[0]
+
+    def _every_replica(self) -> list[Node]:
+        """The replicas asked for, and any more a run with more replicas left (to stop them)."""
+        nodes = list(self.replicas)
+        index = len(nodes)
+        while (self.root / replica_name(index) / "PG_VERSION").exists():
+            nodes.append(
+                Node(replica_name(index), self.root / replica_name(index), 0, self.bin_dir)
+            )
+            index += 1
+        return nodes
 
     # -- URLs --------------------------------------------------------------------------------
     def url(self, port: int, db: str = APP_DB, driver: str = "postgresql+asyncpg") -> str:
@@ -213,12 +252,16 @@ class Stack:
         return self.url(self.replica_port)
 
     @property
+    def replica_urls(self) -> list[str]:
+        return [self.url(port) for port in self.replica_ports]
+
+    @property
     def audit_url(self) -> str:
         return f"postgresql://{AUDIT_USER}:{AUDIT_PASSWORD}@127.0.0.1:{self.primary_port}/{APP_DB}"
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Create what is missing, then start both nodes. Existing data is reused."""
+        """Create what is missing, then start every node. Existing data is reused."""
         self.root.mkdir(parents=True, exist_ok=True)
         if _as_root():
             os.chmod(self.root, 0o755)  # noqa: S103 - the postgres user must traverse it
@@ -227,14 +270,16 @@ class Stack:
             self._init_primary()
         self.primary.start()
         self._ensure_audit_role()
-        if not self.replica.exists():
-            self._init_replica()
-        self.replica.start()
+        for index, node in enumerate(self.replicas):
+            if not node.exists():
+                self._init_replica(node, slot=slot_name(index))
+            node.start()
         self._wait_streaming()
 
     def stop(self) -> None:
-        # The replica first: stopping the primary first makes the replica log reconnect errors.
-        self.replica.stop()
+        # Replicas first: stopping the primary first makes the replicas log reconnect errors.
+        for node in self._every_replica():
+            node.stop()
         self.primary.stop()
 
     def clean(self) -> None:
@@ -242,7 +287,9 @@ class Stack:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def status(self) -> dict[str, bool]:
-        return {"primary": self.primary.running(), "replica": self.replica.running()}
+        return {"primary": self.primary.running()} | {
+            node.name: node.running() for node in self._every_replica()
+        }
 
     # -- creation ----------------------------------------------------------------------------
     def _init_primary(self) -> None:
@@ -323,13 +370,12 @@ class Stack:
                 db=db,
             )
 
-    def _init_replica(self) -> None:
-        node = self.replica
+    def _init_replica(self, node: Node, slot: str) -> None:
         if node.data.exists():
             shutil.rmtree(node.data)
         drop_slot = (
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "  # noqa: S608
-            f"WHERE slot_name = '{SLOT}'"
+            f"WHERE slot_name = '{slot}'"
         )
         self.primary.psql(drop_slot)
         _run(
@@ -346,14 +392,14 @@ class Stack:
                 "-R",
                 "-C",
                 "-S",
-                SLOT,
+                slot,
                 "-X",
                 "stream",
                 "--checkpoint=fast",
             ]
         )
         with open(node.data / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
-            fh.write(f"port = {self.replica_port}\n")
+            fh.write(f"port = {node.port}\n")
 
     def _wait_streaming(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -361,22 +407,26 @@ class Stack:
             state = self.primary.psql(
                 "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
             )
-            if state and int(state) > 0:
+            if state and int(state) >= len(self.replicas):
                 return
             time.sleep(0.1)
+        logs = ", ".join(str(node.log) for node in self.replicas)
         raise StackError(
-            f"the replica did not start streaming within {timeout:.0f}s; see {self.replica.log}"
+            f"the replicas did not all start streaming within {timeout:.0f}s; see {logs}"
         )
 
 
-def temporary_stack() -> Stack:
-    """A throwaway primary + replica in a fresh temporary folder on free ports (tests)."""
+def temporary_stack(replicas: int = 1) -> Stack:
+    """A throwaway primary + ``replicas`` replicas in a fresh temporary folder on free ports."""
     base = Path(tempfile.mkdtemp(prefix="pgstack-"))
-    primary_port = free_port()
-    replica_port = free_port()
-    while replica_port == primary_port:
-        replica_port = free_port()
-    return Stack(base, primary_port, replica_port, fast=True)
+    ports: list[int] = []
+    while len(ports) < replicas + 1:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return Stack(
+        base, ports[0], ports[1], fast=True, replica_count=replicas, replica_ports=tuple(ports[1:])
+    )
 
 
 def local_stack(args: argparse.Namespace | None = None) -> Stack:
@@ -391,7 +441,8 @@ def local_stack(args: argparse.Namespace | None = None) -> Stack:
         or os.environ.get("PGSTACK_REPLICA_PORT")
         or DEFAULT_REPLICA_PORT
     )
-    return Stack(root, primary, replica)
+    count = int(getattr(args, "replicas", None) or os.environ.get("PGSTACK_REPLICAS") or 1)
+    return Stack(root, primary, replica, replica_count=count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,17 +452,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "status", "clean", "env"])
     parser.add_argument("--dir", help=f"data folder (default {DEFAULT_DIR}, or PGSTACK_DIR)")
     parser.add_argument("--primary-port", type=int, help=f"default {DEFAULT_PRIMARY_PORT}")
-    parser.add_argument("--replica-port", type=int, help=f"default {DEFAULT_REPLICA_PORT}")
+    parser.add_argument(
+        "--replica-port",
+        type=int,
+        help=f"the first replica's; the others take the next ones (default {DEFAULT_REPLICA_PORT})",
+    )
+    parser.add_argument(
+        "--replicas", type=int, help="how many replicas (default 1, or PGSTACK_REPLICAS)"
+    )
     args = parser.parse_args(argv)
     try:
         stack = local_stack(args)
         if args.command == "start":
             stack.start()
             print(f"primary  {stack.primary_url}  (running, data {stack.primary.data})")
-            print(f"replica  {stack.replica_url}  (streaming, data {stack.replica.data})")
+            for node in stack.replicas:
+                print(f"{node.name:<8} {stack.url(node.port)}  (streaming, data {node.data})")
         elif args.command == "stop":
             stack.stop()
-            print("stopped primary and replica")
+            print("stopped the primary and the replicas")
         elif args.command == "clean":
             stack.clean()
             print(f"removed {stack.root}")
@@ -421,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "env":
             print(f"APP_DATABASE_URL={stack.primary_url}")
             print(f"APP_REPLICA_DATABASE_URL={stack.replica_url}")
+            print(f"APP_REPLICA_DATABASE_URLS={','.join(stack.replica_urls)}")
             print(f"APP_AUDIT_DATABASE_URL={stack.audit_url}")
     except StackError as exc:
         print(f"pgstack: {exc}", file=sys.stderr)

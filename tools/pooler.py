@@ -46,7 +46,7 @@ def find_pgbouncer() -> str:
 
 def replica_ports(stack: Stack) -> list[int]:
     """The stack's replicas' ports: every replica when the stack runs several."""
-    nodes = getattr(stack, "replicas", None) or [stack.replica]
+    nodes = stack.replicas
     return [node.port for node in nodes]
 
 
@@ -98,6 +98,8 @@ class Pooler:
         }
         if self.replica_urls:
             env["APP_REPLICA_DATABASE_URL"] = self.replica_urls[0]
+            # Every pooled replica, each checked and routed to on its own.
+            env["APP_REPLICA_DATABASE_URLS"] = ",".join(self.replica_urls)
         return env
 
     # -- configuration -------------------------------------------------------------------------

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
 
     database_url: PostgresDsn = PostgresDsn(_DEV_DATABASE_URL)
+    # One replica (the common case, and the name every deployment already sets), or several:
+    # APP_REPLICA_DATABASE_URLS, comma-separated, wins and the single setting becomes its first.
     replica_database_url: PostgresDsn | None = PostgresDsn(_DEV_REPLICA_URL)
     # Behind a pooler in transaction mode the URLs above reach PgBouncer; what needs a session
     # of its own (LISTEN, migrations, the command line's jobs) reaches the primary directly.
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
         description="the database URLs reach a transaction-mode pooler (PgBouncer): nothing "
         "prepared outlives its transaction, statement_timeout is set per transaction",
     )
+    replica_database_urls: Annotated[tuple[PostgresDsn, ...], NoDecode] = ()
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -258,14 +261,36 @@ class Settings(BaseSettings):
         # A ConfigMap's empty value may arrive as null: it means "not set", like "".
         return "" if value is None else value
 
-    @field_validator("canary_user_emails", mode="before")
+    @field_validator("canary_user_emails", "replica_database_urls", mode="before")
     @classmethod
-    def _split_emails(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if value is None:
             return ()
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    @model_validator(mode="after")
+    def _one_list_of_replicas(self) -> Settings:
+        if not self.replica_database_urls:
+            return self
+        first = self.replica_database_urls[0]
+        single = self.replica_database_url
+        if "replica_database_url" in self.model_fields_set and single not in (None, first):
+            raise ValueError(
+                "APP_REPLICA_DATABASE_URL and APP_REPLICA_DATABASE_URLS disagree: set only "
+                "APP_REPLICA_DATABASE_URLS (its first URL stands for the single setting)"
+            )
+        # Readers of the single setting (the audit, the startup line) see the first replica.
+        self.replica_database_url = first
+        return self
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        """Every replica reads may go to, in the order configured; empty: none."""
+        if self.replica_database_urls:
+            return tuple(str(url) for url in self.replica_database_urls)
+        return (str(self.replica_database_url),) if self.replica_database_url else ()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``): primary, replica and migration state."""
+"""Liveness (``/healthz``) and readiness (``/readyz``): primary, replicas and migration state."""
 
 from __future__ import annotations
 
@@ -46,13 +46,30 @@ async def _check_primary(engine: AsyncEngine) -> dict[str, Any]:
     }
 
 
-def _replica(state: ReplicaState) -> dict[str, Any]:
-    if not state.configured:
-        return {"status": "not_configured"}
-    data = state.as_dict()
+def _replica(name: str, state: ReplicaState) -> dict[str, Any]:
+    data = {"name": name, **state.as_dict()}
     data.pop("configured")
-    data["routing"] = "replica" if state.healthy else "primary"
     return data
+
+
+def _replica_summary(replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The replicas taken together: "up" when all are, "partial" when some are."""
+    if not replicas:
+        return {"status": "not_configured"}
+    up = [r for r in replicas if r["status"] == "up"]
+    healthy = [r["name"] for r in replicas if r["healthy"]]
+    lags = [r["lag_bytes"] for r in up if r["lag_bytes"] is not None]
+    seconds = [r["lag_seconds"] for r in up if r["lag_seconds"] is not None]
+    errors = [f"{r['name']}: {r['error']}" for r in replicas if r["error"]]
+    return {
+        "status": "up" if len(up) == len(replicas) else "partial" if up else "down",
+        "healthy": len(healthy) == len(replicas),
+        "serving": healthy,
+        "routing": "replica" if healthy else "primary",
+        "lag_bytes": max(lags, default=None),
+        "lag_seconds": max(seconds, default=None),
+        "error": "; ".join(errors) or None,
+    }
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
@@ -62,7 +79,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: primary reachable and migrated; replica state reported",
+    summary="Readiness: primary reachable and migrated; each replica's state reported",
     responses={503: {"description": "primary down or migrations behind (problem+json)"}},
 )
 async def readyz(request: Request) -> Any:
@@ -76,9 +93,12 @@ async def readyz(request: Request) -> Any:
     except Exception as exc:
         checks["primary"] = _failure(exc)
 
-    # The routing monitor's own check: readiness and read routing never disagree.
-    state = await db.monitor.check()
-    checks["replica"] = _replica(state)
+    # The routing monitors' own checks: readiness and read routing never disagree.
+    states = await db.monitors.check()
+    replicas = [_replica(m.name, state) for m, state in zip(db.monitors, states, strict=True)]
+    checks["replica"] = _replica_summary(replicas)
+    if replicas:
+        checks["replicas"] = replicas
 
     primary_ok = checks["primary"]["status"] == "up"
     migrated = primary_ok and checks["primary"]["migrations"]["at_head"]
@@ -98,6 +118,5 @@ async def readyz(request: Request) -> Any:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             checks=checks,
         )
-    replica_ok = state.healthy or not state.configured
-    status = "ok" if replica_ok else "degraded"
+    status = "ok" if all(state.healthy for state in states) else "degraded"
     return JSONResponse({"status": status, "checks": checks})

@@ -177,3 +177,25 @@ def test_the_app_accepts_the_compose_environment(monkeypatch: pytest.MonkeyPatch
             monkeypatch.setenv(variable, value)
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
         assert settings.env == env["APP_ENV"], name
+
+
+def test_the_app_reads_from_every_replica_directly() -> None:
+    primary_env = environment(SERVICES["postgres-primary"])
+    expected = (
+        primary_env["APP_DB_USER"],
+        primary_env["APP_DB_PASSWORD"],
+        primary_env["APP_DB_NAME"],
+    )
+    for name in ("app", "worker", "migrate"):
+        env = environment(SERVICES[name])
+        urls = [u.strip() for u in env["APP_REPLICA_DATABASE_URLS"].split(",") if u.strip()]
+        hosts = [urlsplit(url).hostname for url in urls]
+        assert hosts == list(REPLICAS), f"{name} reads from {hosts}, not from each replica"
+        assert urls[0] == env["APP_REPLICA_DATABASE_URL"], f"{name}: the two settings disagree"
+        problems = []
+        for url in map(urlsplit, urls):
+            where = f"{name} APP_REPLICA_DATABASE_URLS {url.hostname}"
+            problems += check_endpoint(where, url.hostname, url.port)
+            if (url.username, url.password, url.path.lstrip("/")) != expected:
+                problems.append(f"{where}: user/password/database differ from {expected}")
+        assert_none(problems, "replica connections")

@@ -110,6 +110,17 @@ def test_replica_down_silences_replica_lag(alertmanager: str) -> None:
     assert not result["r-down"]
 
 
+def test_one_replica_down_leaves_another_replicas_lag_alert(alertmanager: str) -> None:
+    labels = {"severity": "page", "module": "platform"}
+    down = _alert(id="a-down", alertname="ReplicaDown", replica="replica-a:5432", **labels)
+    labels["severity"] = "ticket"
+    own = _alert(id="a-lag", alertname="ReplicaLagHigh", replica="replica-a:5432", **labels)
+    other = _alert(id="b-lag", alertname="ReplicaLagHigh", replica="replica-b:5432", **labels)
+    result = _inhibited(alertmanager, [down, own, other])
+    assert result["a-lag"], "the down replica's lag alert was not inhibited"
+    assert not result["b-lag"], "one replica down silenced another replica's lag alert"
+
+
 def test_a_page_silences_the_ticket_of_the_same_slo_only(alertmanager: str) -> None:
     burn = "AvailabilityErrorBudgetBurn"
     result = _inhibited(alertmanager, [

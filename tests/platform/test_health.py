@@ -25,14 +25,17 @@ async def test_ready_with_primary_and_replica_up(client: httpx.AsyncClient) -> N
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == "ok"
-    primary, replica = body["checks"]["primary"], body["checks"]["replica"]
+    primary, replicas = body["checks"]["primary"], body["checks"]["replicas"]
     assert primary["status"] == "up"
     assert primary["migrations"]["at_head"] is True
     assert primary["migrations"]["current"] == primary["migrations"]["head"] != []
-    assert replica["status"] == "up"
-    assert replica["in_recovery"] is True
-    assert isinstance(replica["lag_bytes"], int)
-    assert replica["lag_bytes"] >= 0
+    assert len(replicas) == 2
+    for replica in replicas:
+        assert replica["status"] == "up"
+        assert replica["in_recovery"] is True
+        assert isinstance(replica["lag_bytes"], int)
+        assert replica["lag_bytes"] >= 0
+    assert body["checks"]["replica"]["status"] == "up"
 
 
 @pytest.fixture
@@ -61,8 +64,14 @@ async def test_replica_down_is_degraded_but_ready(
     body = resp.json()
     assert body["status"] == "degraded"
     assert body["checks"]["primary"]["status"] == "up"
-    assert body["checks"]["replica"]["status"] == "down"
-    assert body["checks"]["replica"]["error"]
+    stopped, running = body["checks"]["replicas"]
+    assert (stopped["status"], stopped["healthy"]) == ("down", False)
+    assert stopped["error"]
+    assert (running["status"], running["healthy"]) == ("up", True)
+    # The other replica still serves reads.
+    assert body["checks"]["replica"]["status"] == "partial"
+    assert body["checks"]["replica"]["routing"] == "replica"
+    assert stopped["name"] in body["checks"]["replica"]["error"]
 
 
 async def test_primary_down_is_503_problem(
@@ -93,7 +102,9 @@ async def test_migrations_behind_is_503(migrated: Stack) -> None:
     settings = make_settings(
         migrated,
         database_url=migrated.url(migrated.primary_port, db="unmigrated"),
-        replica_database_url=migrated.url(migrated.replica_port, db="unmigrated"),
+        replica_database_urls=[
+            migrated.url(port, db="unmigrated") for port in migrated.replica_ports
+        ],
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -1,4 +1,4 @@
-"""Async engines for the primary and the replica, and the session factories bound to them."""
+"""Async engines for the primary and the replicas, and the session factories bound to them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.platform.config import Settings
 from app.platform.db import pooling
 from app.platform.db.consistency import TokenCodec, WriteMemory, WriteTrackingSession
 from app.platform.db.lsn import lsn_to_int
-from app.platform.db.replica import ReplicaMonitor
+from app.platform.db.replica import ReplicaMonitors, replica_names
 from app.platform.db.routing import ReadRouter, RoutedReadSession
 from app.platform.observability.sql import InstrumentedPool, instrument_engine
 
@@ -45,20 +45,27 @@ class Database:
 
     ``session()`` opens a session on the primary: every write, every transaction.
     ``read_session()`` opens a read-only one for reads that need no transaction, routed at its
-    first statement by ``router`` (see routing.py); ``monitor`` keeps the replica's health.
+    first statement by ``router`` (see routing.py); ``monitors`` keep each replica's health.
+    ``replica`` and ``monitor`` are the first replica's (none: ``None`` and a monitor that says
+    "not configured"), for what deals with one replica.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.primary = _engine(str(settings.database_url), settings, target="primary")
-        self.replica: AsyncEngine | None = (
-            _engine(str(settings.replica_database_url), settings, target="replica")
-            if settings.replica_database_url
-            else None
+        urls = settings.replica_urls
+        self.replicas: tuple[AsyncEngine, ...] = tuple(
+            _engine(url, settings, target="replica") for url in urls
         )
-        self.monitor = ReplicaMonitor(self.primary, self.replica, settings)
+        self.replica: AsyncEngine | None = self.replicas[0] if self.replicas else None
+        self.monitors = ReplicaMonitors(
+            self.primary, list(zip(replica_names(urls), self.replicas, strict=True)), settings
+        )
+        self.monitor = self.monitors.first
         self.router = ReadRouter(
-            self.primary, self.replica, self.monitor, enabled=settings.db_replica_reads
+            self.primary,
+            list(zip(self.replicas, self.monitors.all, strict=True)),
+            enabled=settings.db_replica_reads,
         )
         self.tokens = TokenCodec(settings.secret_key.get_secret_value())
         self.writes = WriteMemory(settings.db_read_your_writes_seconds)
@@ -82,10 +89,10 @@ class Database:
         return lsn_to_int(str(value))
 
     async def dispose(self) -> None:
-        await self.monitor.stop()
+        await self.monitors.stop()
         await self.primary.dispose()
-        if self.replica is not None:
-            await self.replica.dispose()
+        for replica in self.replicas:
+            await replica.dispose()
 
 
 __all__ = ["AsyncSession", "Database"]

@@ -1,4 +1,4 @@
-"""The replica's health: reachability and replay lag, checked in the background."""
+"""Each replica's health: reachability and replay lag, checked in the background."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import text
@@ -64,7 +66,7 @@ class ReplicaState:
 
 
 class ReplicaMonitor:
-    """Checks the replica every ``db_replica_check_interval_seconds`` and keeps the result.
+    """Checks one replica every ``db_replica_check_interval_seconds`` and keeps the result.
 
     Lag in seconds is only measured when bytes are behind (an idle primary is not lag) and is the
     tighter of two upper bounds on how stale the replica is: the age of its last replayed commit,
@@ -73,8 +75,14 @@ class ReplicaMonitor:
     """
 
     def __init__(
-        self, primary: AsyncEngine, replica: AsyncEngine | None, settings: Settings
+        self,
+        primary: AsyncEngine,
+        replica: AsyncEngine | None,
+        settings: Settings,
+        *,
+        name: str = "replica",
     ) -> None:
+        self.name = name
         self._primary = primary
         self._replica = replica
         self.interval = settings.db_replica_check_interval_seconds
@@ -187,16 +195,20 @@ class ReplicaMonitor:
     def _set(self, state: ReplicaState) -> None:
         if state.healthy != self._state.healthy and self._state.checked:
             if state.healthy:
-                log.info("replica healthy again: reads return to it")
+                log.info("replica healthy again: reads return to it", replica=self.name)
             else:
-                log.warning("replica unhealthy: reads fall back to the primary", error=state.error)
+                log.warning(
+                    "replica unhealthy: its reads go to the other replicas or the primary",
+                    replica=self.name,
+                    error=state.error,
+                )
         self._state = state
-        metrics.REPLICA_HEALTHY.set(1 if state.healthy else 0)
+        metrics.REPLICA_HEALTHY.labels(self.name).set(1 if state.healthy else 0)
         # While unreachable the lag gauges keep their last measured value; healthy says why.
         if state.lag_bytes is not None:
-            metrics.REPLICA_LAG_BYTES.set(state.lag_bytes)
+            metrics.REPLICA_LAG_BYTES.labels(self.name).set(state.lag_bytes)
         if state.lag_seconds is not None:
-            metrics.REPLICA_LAG_SECONDS.set(state.lag_seconds)
+            metrics.REPLICA_LAG_SECONDS.labels(self.name).set(state.lag_seconds)
 
     # -- background ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -204,7 +216,7 @@ class ReplicaMonitor:
         if self._replica is None or self._task is not None:
             return
         await self._safe_check()
-        self._task = asyncio.create_task(self._run(), name="replica-health-check")
+        self._task = asyncio.create_task(self._run(), name=f"replica-health-check:{self.name}")
 
     async def stop(self) -> None:
         if self._task is None:
@@ -224,6 +236,56 @@ class ReplicaMonitor:
             await self.check()
         except Exception:  # a bug here must not end the checks, or routing freezes
             log.exception("replica check failed")
+
+
+class ReplicaMonitors:
+    """One monitor per configured replica, started, checked and stopped together."""
+
+    def __init__(
+        self,
+        primary: AsyncEngine,
+        replicas: Sequence[tuple[str, AsyncEngine]],
+        settings: Settings,
+    ) -> None:
+        self.all = tuple(
+            ReplicaMonitor(primary, engine, settings, name=name) for name, engine in replicas
+        )
+        # Stands for "the replica" where one is expected (and for none: not configured).
+        self.first = self.all[0] if self.all else ReplicaMonitor(primary, None, settings)
+
+    def __iter__(self) -> Iterator[ReplicaMonitor]:
+        return iter(self.all)
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    @property
+    def states(self) -> list[ReplicaState]:
+        return [monitor.state for monitor in self.all]
+
+    async def check(self) -> list[ReplicaState]:
+        """Check every replica at once: one slow replica does not delay the others' verdict."""
+        return list(await asyncio.gather(*(monitor.check() for monitor in self.all)))
+
+    async def start(self) -> None:
+        await asyncio.gather(*(monitor.start() for monitor in self.all))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(monitor.stop() for monitor in self.all))
+
+
+def replica_names(urls: Sequence[str]) -> list[str]:
+    """A label per replica: ``host:port``, with the database when two share a server."""
+    hosts = []
+    for url in urls:
+        parts = urlsplit(url)
+        hosts.append((f"{parts.hostname}:{parts.port or 5432}", parts.path.lstrip("/")))
+    names = []
+    for host, database in hosts:
+        shared = sum(1 for other, _ in hosts if other == host) > 1
+        names.append(f"{host}/{database}" if shared else host)
+    # Only the same URL twice is left: a list that names a replica twice still gets two labels.
+    return [name if names.count(name) == 1 else f"{name}#{i + 1}" for i, name in enumerate(names)]
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Where a read session runs: the replica when it is healthy and has replayed the caller's writes.
+"""Where a read session runs: a replica that has replayed the caller's writes, else the primary.
 
 The decision is taken at the session's first statement, not when it is created: by then every
 dependency of the handler has run, the caller's principal included, whatever the parameter order.
@@ -10,7 +10,8 @@ back in silence.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,51 +43,82 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaNode:
+    """One replica as the router sees it: a read-only view of its engine and its monitor."""
+
+    name: str
+    engine: AsyncEngine
+    monitor: ReplicaMonitor
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     route: Route
-    # When set, the replica must be asked whether it has replayed this far before it may serve.
-    verify_lsn: int | None = None
+    # The replicas to try, in order; empty: the route's target is the primary.
+    candidates: tuple[ReplicaNode, ...] = ()
+    # What each candidate must have replayed; one whose monitor cannot vouch for it is asked
+    # first (per replica: another replica having replayed it proves nothing about this one).
+    required_lsn: int | None = None
     behind_reason: str = metrics.REASON_TOKEN_NOT_REPLAYED
 
 
 class ReadRouter:
-    """The routing rules, over read-only views of the two engines (they share their pools)."""
+    """The routing rules, over read-only views of the engines (they share their pools).
+
+    Reads spread over the healthy replicas in turn. A caller with a write position goes to a
+    replica its monitor knows has replayed it, else to each healthy one in order of how far its
+    last known replay got, asked one by one; to the primary only when none has replayed it.
+    """
 
     def __init__(
         self,
         primary: AsyncEngine,
-        replica: AsyncEngine | None,
-        monitor: ReplicaMonitor,
+        replicas: Sequence[tuple[AsyncEngine, ReplicaMonitor]],
         *,
         enabled: bool,
     ) -> None:
         self.primary = primary.execution_options(postgresql_readonly=True)
-        self.replica = (
-            replica.execution_options(postgresql_readonly=True) if replica is not None else None
+        self.replicas = tuple(
+            ReplicaNode(monitor.name, engine.execution_options(postgresql_readonly=True), monitor)
+            for engine, monitor in replicas
         )
-        self.monitor = monitor
         self.enabled = enabled
+        self._turn = itertools.count()
 
     def plan(self, requirement: ReadRequirement) -> _Plan:
-        if self.replica is None:
+        if not self.replicas:
             return _Plan(Route(metrics.TARGET_PRIMARY, metrics.REASON_NO_REPLICA))
         if not self.enabled:
             return _Plan(Route(metrics.TARGET_PRIMARY, metrics.REASON_DISABLED))
         if requirement.token_invalid:
             return _Plan(Route(metrics.TARGET_PRIMARY, metrics.REASON_TOKEN_INVALID))
-        if not self.monitor.state.healthy:
+        healthy = self.healthy()
+        if not healthy:
             return _Plan(Route(metrics.TARGET_PRIMARY, metrics.REASON_UNHEALTHY))
         required, behind = requirement.token_lsn, metrics.REASON_TOKEN_NOT_REPLAYED
         remembered = requirement.remembered_lsn
         if remembered is not None and (required is None or remembered > required):
             required, behind = remembered, metrics.REASON_WRITE_NOT_REPLAYED
         replica = Route(metrics.TARGET_REPLICA, metrics.REASON_REPLICA)
-        if required is not None and not self.monitor.replayed(required):
-            # The last check is older than the write: ask the replica itself. That costs one
-            # round trip to the replica (never the primary), and right after a write it usually
-            # answers "yes", so the read stays off the primary.
-            return _Plan(replica, verify_lsn=required, behind_reason=behind)
-        return _Plan(replica)
+        if required is None:
+            return _Plan(replica, healthy)
+        # Known to have replayed it first (no round trip); then the likeliest to have, asked.
+        # Asking costs one round trip to a replica (never the primary), and right after a write
+        # the first one asked usually answers "yes", so the read stays off the primary.
+        known = tuple(node for node in healthy if node.monitor.replayed(required))
+        unknown = sorted(
+            (node for node in healthy if not node.monitor.replayed(required)),
+            key=lambda node: -(node.monitor.state.replay_lsn or 0),
+        )
+        return _Plan(replica, known + tuple(unknown), required, behind)
+
+    def healthy(self) -> tuple[ReplicaNode, ...]:
+        """The healthy replicas, starting from the next one's turn."""
+        nodes = [node for node in self.replicas if node.monitor.state.healthy]
+        if len(nodes) < 2:
+            return tuple(nodes)
+        start = next(self._turn) % len(nodes)
+        return tuple(nodes[start:] + nodes[:start])
 
 
 class RoutedSyncSession(Session):
@@ -110,8 +142,8 @@ def _no_requirement() -> ReadRequirement:
 
 
 class RoutedReadSession(AsyncSession):
-    """A session for reads: routed at its first statement; a replica failure is retried once on
-    the primary, so the caller never sees it."""
+    """A session for reads: routed at its first statement; a replica failure is retried on the
+    next replica that may serve it, then the primary, so the caller never sees it."""
 
     sync_session_class = RoutedSyncSession
 
@@ -127,6 +159,10 @@ class RoutedReadSession(AsyncSession):
         self._router = router
         self._requirement = requirement
         self.route: Route | None = None
+        # The replica serving the session, when one does.
+        self.node: ReplicaNode | None = None
+        self._plan = _Plan(Route(metrics.TARGET_PRIMARY, metrics.REASON_NO_REPLICA))
+        self._untried: list[ReplicaNode] = []
         self._counted = False
 
     # -- the statements a read uses ----------------------------------------------------------
@@ -162,47 +198,64 @@ class RoutedReadSession(AsyncSession):
             try:
                 return await call()
             except Exception as exc:
-                if not is_unavailable(exc) or not self._router.monitor.state.healthy:
+                if not is_unavailable(exc) or not self._router.healthy():
                     raise
                 await self._serve_behind()
             return await call()
-        try:
-            return await call()
-        except Exception as exc:
-            if not is_node_failure(exc):
-                raise
-            await self._fall_back(exc)
-        return await call()
+        # Each failure moves the read to the next replica that may serve it, then the primary.
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if self.route.target != metrics.TARGET_REPLICA or not is_node_failure(exc):
+                    raise
+                await self._fall_back(exc)
 
     async def _ensure_routed(self) -> None:
         if self.route is not None:
             return
-        plan = self._router.plan(self._requirement())
-        if plan.route.target == metrics.TARGET_PRIMARY:
+        self._plan = plan = self._router.plan(self._requirement())
+        self._untried = list(plan.candidates)
+        if not plan.candidates:
             self._decide(self._router.primary, plan.route)
             return
-        assert self._router.replica is not None
-        self._decide(self._router.replica, plan.route)
-        if plan.verify_lsn is None:
-            return
-        try:
-            replay = await AsyncSession.scalar(self, text("SELECT pg_last_wal_replay_lsn()::text"))
-        except Exception as exc:
-            if not is_node_failure(exc):
-                raise
-            await self._fall_back(exc)
-            return
-        replay_lsn = lsn_to_int(replay) if replay else None
-        if replay_lsn is not None:
-            self._router.monitor.note_replayed(replay_lsn)
-        if replay_lsn is None or replay_lsn < plan.verify_lsn:
-            await self._release()
-            self._decide(self._router.primary, Route(metrics.TARGET_PRIMARY, plan.behind_reason))
+        await self._choose(plan.route)
 
-    def _decide(self, engine: AsyncEngine, route: Route) -> None:
+    async def _choose(self, route: Route) -> None:
+        """The first untried replica that is still healthy and has replayed what the caller
+        needs (asked when its monitor cannot vouch for it); the primary when none is left."""
+        required = self._plan.required_lsn
+        while self._untried:
+            node = self._untried.pop(0)
+            if not node.monitor.state.healthy:  # marked failed by a read since the plan
+                continue
+            self._decide(node.engine, route, node)
+            if required is None or node.monitor.replayed(required):
+                return
+            try:
+                replay = await AsyncSession.scalar(
+                    self, text("SELECT pg_last_wal_replay_lsn()::text")
+                )
+            except Exception as exc:
+                if not is_node_failure(exc):
+                    raise
+                await self._drop(exc)
+                route = Route(metrics.TARGET_REPLICA, metrics.REASON_ERROR)
+                continue
+            replay_lsn = lsn_to_int(replay) if replay else None
+            if replay_lsn is not None:
+                node.monitor.note_replayed(replay_lsn)
+            if replay_lsn is not None and replay_lsn >= required:
+                return
+            await self._release()
+        reason = route.reason if route.reason == metrics.REASON_ERROR else self._plan.behind_reason
+        self._decide(self._router.primary, Route(metrics.TARGET_PRIMARY, reason))
+
+    def _decide(self, engine: AsyncEngine, route: Route, node: ReplicaNode | None = None) -> None:
         assert isinstance(self.sync_session, RoutedSyncSession)
         self.sync_session.route_bind = engine.sync_engine
         self.route = route
+        self.node = node
 
     async def rollback(self) -> None:
         # Nothing a read session did needs undoing: a connection that died since its last
@@ -216,6 +269,8 @@ class RoutedReadSession(AsyncSession):
         if self.route is not None and not self._counted:
             self._counted = True
             metrics.READ_ROUTES.labels(self.route.target, self.route.reason).inc()
+            if self.node is not None:
+                metrics.REPLICA_READS.labels(self.node.name).inc()
 
     async def _release(self) -> None:
         try:
@@ -223,31 +278,36 @@ class RoutedReadSession(AsyncSession):
         except Exception as exc:
             if not is_node_failure(exc):
                 raise
-            if self.route is not None and self.route.target == metrics.TARGET_REPLICA:
-                self._router.monitor.mark_failed(exc)
+            if self.node is not None:
+                self.node.monitor.mark_failed(exc)
             # Its connection is gone: the pool must not hand it out again.
             with contextlib.suppress(Exception):
                 await AsyncSession.invalidate(self)
 
-    async def _fall_back(self, exc: BaseException) -> None:
+    async def _drop(self, exc: BaseException) -> None:
+        """The current replica failed: stop routing to it (unless only the query was cancelled)
+        and drop its connection, dead or dying, rather than return it to the pool."""
         # A recovery conflict cancels one query on a replica that is otherwise fine.
         if getattr(getattr(exc, "orig", None), "sqlstate", None) != "40001":
-            self._router.monitor.mark_failed(exc)
-        # The replica's connection is dead or dying: drop it rather than return it to the pool.
+            assert self.node is not None
+            self.node.monitor.mark_failed(exc)
         with contextlib.suppress(Exception):
             await AsyncSession.invalidate(self)
-        self._decide(self._router.primary, Route(metrics.TARGET_PRIMARY, metrics.REASON_ERROR))
+
+    async def _fall_back(self, exc: BaseException) -> None:
+        await self._drop(exc)
+        await self._choose(Route(metrics.TARGET_REPLICA, metrics.REASON_ERROR))
 
     async def _serve_behind(self) -> None:
-        # The primary is out of reach and the replica, healthy, has not replayed this caller's
-        # last write (it may never: a crash loses what the primary had not sent). A read a little
-        # stale for this one caller beats a 503 for the length of the outage.
+        # The primary is out of reach and no healthy replica has replayed this caller's last
+        # write (it may never: a crash loses what the primary had not sent). A read a little
+        # stale for this one caller beats a 503 for the length of the outage: the replica that
+        # got furthest serves it.
         with contextlib.suppress(Exception):
             await AsyncSession.invalidate(self)
-        assert self._router.replica is not None
+        node = max(self._router.healthy(), key=lambda n: n.monitor.state.replay_lsn or 0)
         self._decide(
-            self._router.replica,
-            Route(metrics.TARGET_REPLICA, metrics.REASON_PRIMARY_UNAVAILABLE),
+            node.engine, Route(metrics.TARGET_REPLICA, metrics.REASON_PRIMARY_UNAVAILABLE), node
         )
 
     # -- what a read session never does ------------------------------------------------------

@@ -36,7 +36,8 @@ _WAITING_ON_REPLICA = (
 async def _app(
     stack: Stack, **overrides: object
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Settings]]:
-    settings = make_settings(stack, **overrides)
+    # One replica: the lock that blocks reports and the count of waiting ones are on it.
+    settings = make_settings(stack, replica_database_url=stack.replica_url, **overrides)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)

@@ -31,13 +31,12 @@ PROVIDER_TIMEOUT = 2.0
 
 @pytest.fixture(scope="session")
 def settings(migrated: Stack) -> Settings:
-    # The replica serves catalog reads: wait until it has replayed the migrations.
+    # The replicas serve catalog reads: wait until each has replayed the migrations.
     deadline = time.monotonic() + 30
-    while (
-        migrated.replica.psql("SELECT to_regclass('payments_product') IS NOT NULL", db="app") != "t"
-    ):
-        assert time.monotonic() < deadline, "the replica did not replay the payments migration"
-        time.sleep(0.05)
+    for node in migrated.replicas:
+        while node.psql("SELECT to_regclass('payments_product') IS NOT NULL", db="app") != "t":
+            assert time.monotonic() < deadline, f"{node.name} did not replay the payments migration"
+            time.sleep(0.05)
     return make_settings(
         migrated,
         payments_provider_timeout_seconds=PROVIDER_TIMEOUT,

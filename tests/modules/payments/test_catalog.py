@@ -198,7 +198,8 @@ async def test_list_and_search_read_from_the_replica(
     client: httpx.AsyncClient, make_product: ProductFactory, pg_stack: Stack
 ) -> None:
     term = word()
-    pg_stack.replica.psql("SELECT pg_wal_replay_pause()")
+    for node in pg_stack.replicas:  # the app reads from every replica
+        node.psql("SELECT pg_wal_replay_pause()")
     try:
         product = await make_product(f"{term} chair", currency="MNT")  # committed on the primary
         # The writer's client carries the consistency token: it reads its own write.
@@ -214,7 +215,8 @@ async def test_list_and_search_read_from_the_replica(
         assert searched.json()["items"] == []
         assert one.status_code == 404
     finally:
-        pg_stack.replica.psql("SELECT pg_wal_replay_resume()")
+        for node in pg_stack.replicas:
+            node.psql("SELECT pg_wal_replay_resume()")
 
     async def visible() -> bool:
         listed = await client.get("/v1/products", params={"currency": "MNT", "limit": 100})

@@ -1,7 +1,9 @@
 """A test-only API over a table of notes: writes through PrimarySession, reads through ReadSession.
 
-Each read answers with the node that served it (``pg_is_in_recovery()`` in the same statement)
-and the route the read session took, so tests can see routing from the outside.
+Each read answers with the node that served it (``pg_is_in_recovery()`` and the server's port in
+the same statement) and the route the read session took, so tests can see routing from the
+outside. ``routing_settings`` (and ``one_replica``) configure the session stack's first replica
+alone, for the rules of one replica; ``two_replicas`` both.
 """
 
 from __future__ import annotations
@@ -84,15 +86,19 @@ def notes_router() -> APIRouter:
     async def read(note_id: int, session: ReadSession, who: OptionalPrincipal) -> Any:
         row = (
             await session.execute(
-                select(notes.c.body, func.pg_is_in_recovery()).where(notes.c.id == note_id)
+                select(notes.c.body, func.pg_is_in_recovery(), func.inet_server_port()).where(
+                    notes.c.id == note_id
+                )
             )
         ).one_or_none()
         route = session.route  # type: ignore[attr-defined]
+        port = row[2] if row else await session.scalar(select(func.inet_server_port()))
         return {
             "body": row[0] if row else None,
             "served_by": "replica" if row is None or row[1] else "primary",
             "target": route.target,
             "reason": route.reason,
+            "port": port,
         }
 
     return router
@@ -104,22 +110,39 @@ async def notes_table(migrated: Stack) -> Stack:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     await engine.dispose()
-    replica = create_async_engine(migrated.replica_url)
+    replicas = [create_async_engine(url) for url in migrated.replica_urls]
 
     async def replicated() -> bool:
-        async with replica.connect() as conn:
-            return bool(
-                await conn.scalar(text("SELECT to_regclass('test_routing_note') IS NOT NULL"))
-            )
+        for replica in replicas:
+            async with replica.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT to_regclass('test_routing_note') IS NOT NULL")
+                )
+            if not found:
+                return False
+        return True
 
     await wait_for(replicated, timeout=30)
-    await replica.dispose()
+    for replica in replicas:
+        await replica.dispose()
     return migrated
+
+
+def one_replica(stack: Stack, **overrides: object) -> Settings:
+    """Settings reading from the stack's first replica only."""
+    return make_settings(stack, replica_database_url=stack.replica_url, **overrides)
 
 
 @pytest.fixture
 def routing_settings(notes_table: Stack) -> Settings:
-    return make_settings(notes_table, db_replica_check_interval_seconds=CHECK_INTERVAL)
+    return one_replica(notes_table, db_replica_check_interval_seconds=CHECK_INTERVAL)
+
+
+@pytest.fixture
+def two_replicas(notes_table: Stack) -> Settings:
+    settings = make_settings(notes_table, db_replica_check_interval_seconds=CHECK_INTERVAL)
+    assert len(settings.replica_urls) == 2
+    return settings
 
 
 @asynccontextmanager
@@ -133,7 +156,7 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 async def _healthy(app: FastAPI) -> bool:
-    return bool(app.state.db.monitor.state.healthy)
+    return all(monitor.state.healthy for monitor in app.state.db.monitors)
 
 
 def client(app: FastAPI, user: uuid.UUID | None = None) -> httpx.AsyncClient:
@@ -151,13 +174,16 @@ def routes(target: str, reason: str) -> float:
     return value or 0.0
 
 
-def gauge(name: str) -> float | None:
-    return REGISTRY.get_sample_value(name)
+def gauge(name: str, app: FastAPI, replica: int = 0) -> float | None:
+    """A replica gauge of ``app``'s ``replica``-th replica (labelled by its name)."""
+    monitor = app.state.db.monitors.all[replica]
+    return REGISTRY.get_sample_value(name, {"replica": monitor.name})
 
 
 @pytest.fixture
 def replay_paused(notes_table: Stack) -> Iterator[Stack]:
-    """Replay paused on the replica (WAL still arrives, nothing is applied); always resumed."""
+    """Replay paused on the first replica (WAL still arrives, nothing is applied); always
+    resumed."""
     replica = notes_table.replica
     replica.psql("SELECT pg_wal_replay_pause()")
     try:
@@ -166,8 +192,10 @@ def replay_paused(notes_table: Stack) -> Iterator[Stack]:
         replica.psql("SELECT pg_wal_replay_resume()")
 
 
-async def wait_paused(stack: Stack) -> None:
+async def wait_paused(stack: Stack, replica: int = 0) -> None:
+    node = stack.replicas[replica]
+
     async def paused() -> bool:
-        return stack.replica.psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
+        return node.psql("SELECT pg_get_wal_replay_pause_state()") == "paused"
 
     await wait_for(paused, timeout=10)

@@ -9,8 +9,8 @@ import httpx
 from app.platform.config import Settings
 from app.platform.db.consistency import TOKEN_COOKIE, TOKEN_HEADER, TokenCodec
 from app.platform.db.lsn import lsn_to_int
-from tests.helpers import make_settings, wait_for
-from tests.platform.db.conftest import client, routes, running, wait_paused
+from tests.helpers import wait_for
+from tests.platform.db.conftest import client, one_replica, routes, running, wait_paused
 from tools.pgstack import Stack
 
 
@@ -59,6 +59,7 @@ async def test_token_reads_own_write_while_replay_is_paused(
             "served_by": "primary",
             "target": "primary",
             "reason": "token_not_replayed",
+            "port": replay_paused.primary_port,
         }
         assert routes("primary", "token_not_replayed") == before + 1
 
@@ -69,6 +70,7 @@ async def test_token_reads_own_write_while_replay_is_paused(
             "served_by": "replica",
             "target": "replica",
             "reason": "replica",
+            "port": replay_paused.replica_port,
         }
 
         replay_paused.replica.psql("SELECT pg_wal_replay_resume()")
@@ -84,6 +86,7 @@ async def test_token_reads_own_write_while_replay_is_paused(
             "served_by": "replica",
             "target": "replica",
             "reason": "replica",
+            "port": replay_paused.replica_port,
         }
 
 
@@ -106,6 +109,7 @@ async def test_process_remembers_a_users_write_without_the_token(
             "served_by": "primary",
             "target": "primary",
             "reason": "recent_write_not_replayed",
+            "port": replay_paused.primary_port,
         }
         # Only the process that took the write remembers it; elsewhere the replica answers.
         resp = await c2.get(f"/_test/notes/{note_id}")
@@ -115,7 +119,7 @@ async def test_process_remembers_a_users_write_without_the_token(
 
 async def test_memory_expires(notes_table: Stack) -> None:
     # Long enough that the first read surely comes within it, even on a busy machine.
-    settings = make_settings(notes_table, db_read_your_writes_seconds=5.0)
+    settings = one_replica(notes_table, db_read_your_writes_seconds=5.0)
     user = uuid.uuid4()
     notes_table.replica.psql("SELECT pg_wal_replay_pause()")
     try:

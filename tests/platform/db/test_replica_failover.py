@@ -90,7 +90,7 @@ async def test_replica_stopped_mid_reads_then_restarted(
         assert ready["checks"]["replica"]["healthy"] is False
         assert ready["checks"]["replica"]["routing"] == "primary"
         assert ready["checks"]["replica"]["error"]
-        assert gauge("db_replica_healthy") == 0
+        assert gauge("db_replica_healthy", app) == 0
 
         await asyncio.to_thread(stack.replica.start)
         started = time.monotonic()
@@ -104,7 +104,7 @@ async def test_replica_stopped_mid_reads_then_restarted(
         # with no request of ours doing it, is what is asserted; how soon depends on the machine.
         await wait_for(on_replica, timeout=60, interval=0.02)
         print(f"\nback on the replica {time.monotonic() - started:.2f}s after its restart")
-        assert gauge("db_replica_healthy") == 1
+        assert gauge("db_replica_healthy", app) == 1
         ready = (await anonymous.get("/readyz")).json()
         assert ready["status"] == "ok"
         assert ready["checks"]["replica"]["status"] == "up"
@@ -139,6 +139,7 @@ async def test_replica_failure_during_a_read_is_retried_on_the_primary(
             "served_by": "primary",
             "target": "primary",
             "reason": "replica_error",
+            "port": stack.primary_port,
         }
         assert routes("primary", "replica_error") == before + 1
         # The failure also tells the monitor: the next read goes straight to the primary.
@@ -191,7 +192,7 @@ async def _with_parked(
 
 
 async def _healthy(app: FastAPI) -> bool:
-    return bool(app.state.db.monitor.state.healthy)
+    return all(monitor.state.healthy for monitor in app.state.db.monitors)
 
 
 async def test_replica_killed_after_the_read_the_cleanup_does_not_fail_the_request(

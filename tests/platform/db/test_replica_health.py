@@ -14,6 +14,7 @@ from tests.platform.db.conftest import (
     client,
     gauge,
     notes_router,
+    one_replica,
     routes,
     running,
     wait_paused,
@@ -36,7 +37,7 @@ async def _read_reason(app: FastAPI, note_id: int) -> tuple[str, str]:
 async def test_lag_in_bytes_over_the_limit_sends_reads_to_the_primary(
     notes_table: Stack,
 ) -> None:
-    settings = make_settings(
+    settings = one_replica(
         notes_table, db_replica_check_interval_seconds=0.2, db_replica_max_lag_bytes=64 * 1024
     )
     async with running(settings) as app:
@@ -50,8 +51,8 @@ async def test_lag_in_bytes_over_the_limit_sends_reads_to_the_primary(
             assert not state.healthy
             assert state.lag_bytes > 64 * 1024
             assert "bytes" in state.error
-            assert gauge("db_replica_healthy") == 0
-            assert gauge("db_replica_lag_bytes") == state.lag_bytes
+            assert gauge("db_replica_healthy", app) == 0
+            assert gauge("db_replica_lag_bytes", app) == state.lag_bytes
             before = routes("primary", "replica_unhealthy")
             assert await _read_reason(app, 1) == ("primary", "replica_unhealthy")
             assert routes("primary", "replica_unhealthy") == before + 1
@@ -68,15 +69,15 @@ async def test_lag_in_bytes_over_the_limit_sends_reads_to_the_primary(
             return (await monitor.check()).healthy
 
         await wait_for(recovered, timeout=15)
-        assert gauge("db_replica_healthy") == 1
-        assert gauge("db_replica_lag_bytes") < 64 * 1024
+        assert gauge("db_replica_healthy", app) == 1
+        assert gauge("db_replica_lag_bytes", app) < 64 * 1024
         assert await _read_reason(app, 1) == ("replica", "replica")
 
 
 async def test_lag_in_seconds_counts_only_while_bytes_are_behind(notes_table: Stack) -> None:
     # A limit of a few seconds, so "under the limit" holds with a margin on a busy machine.
     limit = 4.0
-    settings = make_settings(
+    settings = one_replica(
         notes_table, db_replica_check_interval_seconds=0.2, db_replica_max_lag_seconds=limit
     )
     async with running(settings) as app, client(app, uuid.uuid4()) as writer:
@@ -110,7 +111,7 @@ async def test_lag_in_seconds_counts_only_while_bytes_are_behind(notes_table: St
             assert state.lag_seconds > limit
             assert not state.healthy
             assert "behind by" in state.error
-            assert gauge("db_replica_lag_seconds") == state.lag_seconds
+            assert gauge("db_replica_lag_seconds", app) == state.lag_seconds
             assert await _read_reason(app, note_id) == ("primary", "replica_unhealthy")
         finally:
             notes_table.replica.psql("SELECT pg_wal_replay_resume()")
