@@ -179,23 +179,23 @@ def test_the_app_accepts_the_compose_environment(monkeypatch: pytest.MonkeyPatch
         assert settings.env == env["APP_ENV"], name
 
 
-def test_the_app_reads_from_every_replica_directly() -> None:
+def test_the_app_reads_from_every_replica_each_through_its_own_pool() -> None:
     primary_env = environment(SERVICES["postgres-primary"])
-    expected = (
-        primary_env["APP_DB_USER"],
-        primary_env["APP_DB_PASSWORD"],
-        primary_env["APP_DB_NAME"],
-    )
+    expected = (primary_env["APP_DB_USER"], primary_env["APP_DB_PASSWORD"])
     for name in ("app", "worker", "migrate"):
         env = environment(SERVICES[name])
         urls = [u.strip() for u in env["APP_REPLICA_DATABASE_URLS"].split(",") if u.strip()]
-        hosts = [urlsplit(url).hostname for url in urls]
-        assert hosts == list(REPLICAS), f"{name} reads from {hosts}, not from each replica"
         assert urls[0] == env["APP_REPLICA_DATABASE_URL"], f"{name}: the two settings disagree"
         problems = []
+        servers = []
         for url in map(urlsplit, urls):
-            where = f"{name} APP_REPLICA_DATABASE_URLS {url.hostname}"
+            where = f"{name} APP_REPLICA_DATABASE_URLS {url.hostname}{url.path}"
             problems += check_endpoint(where, url.hostname, url.port)
-            if (url.username, url.password, url.path.lstrip("/")) != expected:
-                problems.append(f"{where}: user/password/database differ from {expected}")
+            if url.hostname != "pgbouncer":
+                problems.append(f"{where}: bypasses PgBouncer")
+            if (url.username, url.password) != expected:
+                problems.append(f"{where}: user/password differ from {expected}")
+            # Each replica a pool of its own, so the app checks and routes to each on its own.
+            servers.append(_pool_options(url.path.lstrip("/")).get("host"))
+        assert servers == list(REPLICAS), f"{name} reads from {servers}, not from each replica"
         assert_none(problems, "replica connections")
