@@ -14,8 +14,9 @@ from starlette.responses import Response
 
 from app.modules.analytics import service
 from app.platform.config import Settings
-from app.platform.db import Database, ReadSession
+from app.platform.db import Database
 from app.platform.schema import Moment
+from app.platform.web.sessions import ReadSession
 
 # Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, and that hop (a thread wake-up and two GIL hand-overs) is what a request waits longest

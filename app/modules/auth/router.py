@@ -12,10 +12,10 @@ from app.modules.auth.dependencies import Auth, ClientIp
 from app.modules.auth.models import User
 from app.modules.auth.repository import AuthRepository
 from app.modules.auth.service import TokenPair
-from app.platform.db import ReadSession
 from app.platform.errors import NotFound
 from app.platform.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
-from app.platform.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
+from app.platform.web.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
+from app.platform.web.sessions import ReadSession
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

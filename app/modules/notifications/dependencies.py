@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from app.modules.notifications.service import NotificationService
-from app.platform.db import PrimarySession, ReadSession
 from app.platform.pagination import MAX_CURSOR_LENGTH, Keyset, decode_cursor
+from app.platform.web.sessions import PrimarySession, ReadSession
 
 
 def _writer(session: PrimarySession) -> NotificationService:

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import PrimarySession, ReadSession
 from app.platform.errors import NotFound
-from app.platform.security import CurrentPrincipal, OptionalPrincipal, create_access_token
+from app.platform.security import create_access_token
+from app.platform.web.security import CurrentPrincipal, OptionalPrincipal
+from app.platform.web.sessions import PrimarySession, ReadSession
 from tests.helpers import make_settings, wait_for
 from tools.pgstack import Stack
 

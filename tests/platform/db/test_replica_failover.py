@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import ReadSession
+from app.platform.web.sessions import ReadSession
 from tests.helpers import wait_for
 from tests.platform.db.conftest import (
     client,

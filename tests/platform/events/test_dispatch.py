@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY as METRICS
 from sqlalchemy import text
 
 from app.main import create_app
-from app.platform.db import PrimarySession
 from app.platform.events import Delivery, ListenerRegistry, Retry, publish
 from app.platform.events.admin import Filters, list_failed, resubmit
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.observability.context import current_scope
+from app.platform.web.sessions import PrimarySession
 from tests.helpers import make_settings, wait_for
 from tests.platform.events.conftest import (
     Probe,

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.security import CurrentPrincipal
+from app.platform.web.security import CurrentPrincipal
 from tests.helpers import serving
 from tests.platform.observability.samples import changes, key, snapshot
 

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncAttrs, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
 from app.main import create_app
-from app.platform.db import Database, PrimarySession
+from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import NPlusOneDetected
+from app.platform.web.sessions import PrimarySession
 from tests.helpers import make_settings, max_queries
 from tests.platform.observability.samples import value
 from tools.pgstack import Stack

@@ -12,9 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.main import create_app
-from app.platform.db import Database, ReadSession
+from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import normalize
+from app.platform.web.sessions import ReadSession
 from tests.helpers import make_settings
 from tests.platform.observability.samples import changes, key, snapshot, value
 from tools.pgstack import Stack

@@ -1,4 +1,5 @@
-"""Request-scoped sessions: the primary session is the request's unit of work.
+"""Request-scoped sessions as FastAPI dependencies: the primary session is the request's unit of
+work, the read session is typed so that it cannot write (``app/platform/db/read_session.py``).
 
 After a commit that wrote, the primary session issues a consistency token (handed to the
 response by the platform middleware) and remembers the caller's write position; the read
@@ -31,7 +32,7 @@ def get_database(request: Request) -> Database:
 
 
 def _user_key(request: Request) -> object | None:
-    # Set by app.platform.security's dependencies once the caller is authenticated.
+    # Set by app.platform.web.security's dependencies once the caller is authenticated.
     principal = getattr(request.state, "principal", None)
     return getattr(principal, "user_id", None)
 
