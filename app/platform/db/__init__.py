@@ -5,5 +5,6 @@ The request-scoped session dependencies are the web layer's (``app/platform/web/
 
 from app.platform.db.base import Base
 from app.platform.db.engines import Database
+from app.platform.db.read_session import AsyncReadSession
 
-__all__ = ["Base", "Database"]
+__all__ = ["AsyncReadSession", "Base", "Database"]
