@@ -19,7 +19,7 @@ from app.__main__ import app as cli
 from app.main import create_app
 from app.modules.notifications.rendering import RECEIPT_RENDER_FAILS, RENDERER
 from app.platform import config, faults
-from app.platform.config import Settings
+from app.platform.config import Environment, Settings
 from tests.helpers import make_settings, wait_for
 from tools.pgstack import Stack
 
@@ -104,7 +104,7 @@ def test_the_cli_refuses_unknown_faults_and_bad_ratios(migrated: Stack) -> None:
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_faults_are_refused_outside_development_test_and_workshop(
-    env: str, monkeypatch: pytest.MonkeyPatch
+    env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Validation is skipped: the refusal must not depend on the rest of a production config.
     deployed = Settings.model_construct(env=env)

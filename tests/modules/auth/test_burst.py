@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.modules.auth.passwords import Passwords
 from app.platform.config import Settings
-from tests.modules.auth.conftest import Account
+from tests.modules.auth.conftest import Account, MakeAccount
 
 WRONG = "Wrong-Pass-99"
 PRODUCTION_ARGON2 = {
@@ -50,7 +50,7 @@ async def wrong_login(client: httpx.AsyncClient, email: str) -> int:
 
 async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
     burst_app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     limit = burst_app.state.settings.auth_login_failures_per_account_and_ip
@@ -88,7 +88,7 @@ async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
 
 async def test_the_owner_logs_in_from_another_address_during_an_attack(
     burst_app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     async with client_from(burst_app, "203.0.113.66") as attacker:
@@ -150,7 +150,7 @@ def blocking_passwords(
 
 async def test_a_full_hashing_queue_answers_503_at_once_and_costs_no_attempt(
     settings: Settings,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     app = create_app(settings.model_copy(update={"auth_hash_concurrency": 1, "auth_hash_queue": 0}))
     account: Account = await make_account()
@@ -180,7 +180,7 @@ async def test_a_full_hashing_queue_answers_503_at_once_and_costs_no_attempt(
 
 async def test_no_pooled_connection_is_held_while_a_password_hash_runs(
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     entered, release = threading.Event(), threading.Event()

@@ -67,7 +67,7 @@ def link_token(mail: Email) -> str:
 
 def counter(name: str, **labels: str) -> float:
     metric = {"stage": metrics.SIGNUPS, "outcome": metrics.LOGINS}[next(iter(labels))]
-    return metric.labels(**labels)._value.get()
+    return float(metric.labels(**labels)._value.get())
 
 
 async def test_signup_verify_login_me_refresh_logout(api: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from app.main import create_app
 from app.platform.config import Settings
 from app.platform.security import create_access_token
 from tests.helpers import max_queries
-from tests.modules.auth.conftest import Account, serve, stop
+from tests.modules.auth.conftest import Account, MakeAccount, serve, stop
 from tools.pgstack import Stack
 
 
@@ -96,7 +96,7 @@ def test_limit_holds_across_two_app_processes(migrated: Stack, tmp_path: Path) -
 async def test_member_gets_403_on_admin_endpoints(
     client: httpx.AsyncClient,
     settings: Settings,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     member: Account = await make_account()
     token = create_access_token(settings, member.id, ["member"])
@@ -112,7 +112,7 @@ async def test_member_gets_403_on_admin_endpoints(
 async def test_admin_lists_users_and_changes_roles(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     admin: Account = await make_account(role="admin")
     member: Account = await make_account()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -100,8 +101,10 @@ async def _checkout(
     )
 
 
-async def _inbox(shop: httpx.AsyncClient, headers: dict[str, str], template: str) -> list[dict]:
-    async def found() -> list[dict]:
+async def _inbox(
+    shop: httpx.AsyncClient, headers: dict[str, str], template: str
+) -> list[dict[str, Any]]:
+    async def found() -> list[dict[str, Any]]:
         items = (await shop.get("/v1/notifications", headers=headers)).json()["items"]
         return [n for n in items if n["template"] == template]
 

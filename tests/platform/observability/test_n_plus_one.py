@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import ForeignKey, select, text
+from sqlalchemy import ForeignKey, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncAttrs, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
@@ -55,9 +55,9 @@ def library(migrated: Stack) -> Iterator[None]:
             if create:
                 await conn.run_sync(_Base.metadata.create_all)
                 for a in range(1, AUTHORS + 1):
-                    await conn.execute(Author.__table__.insert(), {"id": a, "name": f"a{a}"})
+                    await conn.execute(insert(Author), {"id": a, "name": f"a{a}"})
                     await conn.execute(
-                        Book.__table__.insert(),
+                        insert(Book),
                         [{"author_id": a, "title": f"b{a}.{n}"} for n in (1, 2)],
                     )
         await engine.dispose()
@@ -96,7 +96,7 @@ def _detected(route: str) -> float:
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
-        dict(r.msg)  # type: ignore[call-overload]
+        dict(r.msg)
         for r in caplog.records
         if r.name == "app.db" and isinstance(r.msg, dict) and r.msg.get("event") == "n_plus_one"
     ]

@@ -17,13 +17,13 @@ from app.platform.observability.context import observe
 from app.platform.observability.sql import normalize
 from app.platform.web.sessions import ReadSession
 from tests.helpers import make_settings
-from tests.platform.observability.samples import changes, key, snapshot, value
+from tests.platform.observability.samples import Key, changes, key, snapshot, value
 from tools.pgstack import Stack
 
 QUERIES = ("db_query_duration_seconds_count",)
 
 
-def _count(operation: str, target: str, module: str = "payments") -> object:
+def _count(operation: str, target: str, module: str = "payments") -> Key:
     return key("db_query_duration_seconds_count", module=module, operation=operation, target=target)
 
 
