@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.modules.auth.passwords import Passwords
 from app.platform.config import Settings
+from tests.helpers import asgi_client, started
 from tests.modules.auth.conftest import Account, MakeAccount
 
 WRONG = "Wrong-Pass-99"
@@ -34,13 +35,12 @@ PRODUCTION_ARGON2 = {
 @pytest.fixture
 async def burst_app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings.model_copy(update=PRODUCTION_ARGON2))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
 def client_from(app: FastAPI, address: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 4000))
-    return httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120)
+    return asgi_client(app, peer=(address, 4000))
 
 
 async def wrong_login(client: httpx.AsyncClient, email: str) -> int:
@@ -111,7 +111,7 @@ async def spread_app(settings: Settings) -> AsyncIterator[FastAPI]:
             }
         )
     )
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
@@ -155,7 +155,7 @@ async def test_a_full_hashing_queue_answers_503_at_once_and_costs_no_attempt(
     app = create_app(settings.model_copy(update={"auth_hash_concurrency": 1, "auth_hash_queue": 0}))
     account: Account = await make_account()
     entered, release = threading.Event(), threading.Event()
-    async with app.router.lifespan_context(app):
+    async with started(app):
         app.state.auth_passwords = blocking_passwords(app, entered, release)
         async with (
             client_from(app, "198.51.100.30") as first,

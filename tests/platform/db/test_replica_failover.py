@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.web.sessions import ReadSession
-from tests.helpers import wait_for
+from tests.helpers import started, wait_for
 from tests.platform.db.conftest import (
     client,
     gauge,
@@ -185,7 +185,7 @@ async def _with_parked(
     app = create_app(settings)
     app.include_router(notes_router())
     app.include_router(_parked_router(parked, release))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         await wait_for(lambda: _healthy(app), timeout=30)
         yield app
 

@@ -17,7 +17,7 @@ from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import NPlusOneDetected
 from app.platform.web.sessions import PrimarySession
-from tests.helpers import make_settings, max_queries
+from tests.helpers import asgi_client, make_settings, max_queries, started
 from tests.platform.observability.samples import value
 from tools.pgstack import Stack
 
@@ -134,16 +134,15 @@ async def test_eager_version_stays_quiet_within_its_budget(
 @pytest.fixture
 async def lenient_app(migrated: Stack) -> AsyncIterator[FastAPI]:
     application = create_app(make_settings(migrated, db_n_plus_one_strict=False))
-    async with application.router.lifespan_context(application):
+    async with started(application):
         yield _mount(application)
 
 
 async def test_lenient_mode_counts_and_warns_once(
     library: None, lenient_app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    transport = httpx.ASGITransport(app=lenient_app)
     before = _detected("/v1/books/lazy")
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with asgi_client(lenient_app, raise_app_exceptions=True) as client:
         resp = await client.get("/v1/books/lazy")
     assert resp.status_code == 200
     assert resp.json() == {"books": AUTHORS * 2}

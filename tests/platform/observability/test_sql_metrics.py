@@ -16,7 +16,7 @@ from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import normalize
 from app.platform.web.sessions import ReadSession
-from tests.helpers import make_settings
+from tests.helpers import make_settings, started
 from tests.platform.observability.samples import Key, changes, key, snapshot, value
 from tools.pgstack import Stack
 
@@ -106,7 +106,7 @@ async def test_queries_per_request_histogram(app: FastAPI, client: httpx.AsyncCl
 @pytest.fixture
 async def small_pool_app(migrated: Stack) -> AsyncIterator[FastAPI]:
     application = create_app(make_settings(migrated, db_pool_size=1, db_max_overflow=0))
-    async with application.router.lifespan_context(application):
+    async with started(application):
         yield application
 
 
