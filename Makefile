@@ -82,7 +82,7 @@ module: $(STAMP) ## scaffold a new business module: make module NAME=inventory
 	@test -n "$(NAME)" || { echo "usage: make module NAME=<python identifier>"; exit 2; }
 	@$(PY) -m app new-module $(NAME)
 
-lint: $(STAMP) ## ruff, mypy on app/, and the import-linter boundary contracts
+lint: $(STAMP) ## ruff, mypy (app/, workshop/, tests/), and the import-linter boundary contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -12,8 +12,6 @@ from app import bootstrap
 from app.platform import faults, health
 from app.platform.config import Settings, get_settings
 from app.platform.db import Database
-from app.platform.db.availability import install_database_error_handlers
-from app.platform.errors import install_error_handlers
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.jobs import run_jobs
 from app.platform.middleware import PlatformMiddleware
@@ -21,6 +19,7 @@ from app.platform.observability import endpoint as metrics_endpoint
 from app.platform.observability.logging import configure_logging, get_logger
 from app.platform.openapi import install_openapi
 from app.platform.process import tune_garbage_collector
+from app.platform.web.problems import install_database_error_handlers, install_error_handlers
 
 log = get_logger("app")
 

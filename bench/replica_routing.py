@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import PrimarySession, ReadSession
 from app.platform.errors import NotFound
-from app.platform.security import CurrentPrincipal, create_access_token
+from app.platform.security import create_access_token
+from app.platform.web.security import CurrentPrincipal
+from app.platform.web.sessions import PrimarySession, ReadSession
 from tools.pgstack import Stack, temporary_stack
 
 metadata = MetaData()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ def over_window(expr: str, records: dict[str, str], start: float, end: float) ->
         for name in sorted(records, key=len, reverse=True):
             pattern = re.compile(rf"(?<![\w:]){re.escape(name)}(?![\w:{{\[])")
             if pattern.search(text):
-                text = pattern.sub(lambda _m, n=name: f"({inline(records[n], depth + 1)})", text)
+                text = pattern.sub(_literal(f"({inline(records[name], depth + 1)})"), text)
         return text
 
     inlined = inline(expr)
@@ -176,3 +177,8 @@ def server_view(
         "counters": counters,
         "database": database,
     }
+
+
+def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
+    """A ``re.sub`` replacement taken as it is (no backslash or group escapes)."""
+    return lambda _match: replacement

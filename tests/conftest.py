@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.db.migrations import alembic_config
-from tests.helpers import make_settings, replica_catch_up
+from tests.helpers import asgi_client, make_settings, replica_catch_up, started
 from tools.pgstack import Stack, temporary_stack
 
 SESSION_REPLICAS = 2
@@ -49,13 +49,11 @@ def settings(migrated: Stack) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with started(create_app(settings)) as application:
         yield application
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with asgi_client(app) as c:
         yield c

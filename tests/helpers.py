@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
@@ -34,16 +34,48 @@ def require_tool(name: str, install_hint: str) -> str:
     return path
 
 
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` started (its lifespan run) and an in-process client on it, until the block ends.
+# httpx's own default client address.
+DEFAULT_PEER = ("127.0.0.1", 123)
 
-    The app's own 500 answers come back as responses (as a server would send them), not raised.
-    """
+
+@asynccontextmanager
+async def started(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """``app`` with its lifespan run (database, dispatcher, jobs), until the block ends."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+        yield app
+
+
+def asgi_client(
+    app: FastAPI,
+    *,
+    headers: Mapping[str, str] | None = None,
+    peer: tuple[str, int] = DEFAULT_PEER,
+    raise_app_exceptions: bool = False,
+) -> httpx.AsyncClient:
+    """An in-process client on ``app`` with a cookie jar of its own (open it with ``async with``).
+
+    By default the app's own 500 answers come back as responses (as a server would send them),
+    not raised; ``peer`` is the client address the app sees.
+    """
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions, client=peer)
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=dict(headers or {})
+    )
+
+
+@asynccontextmanager
+async def serving(
+    app: FastAPI,
+    *,
+    headers: Mapping[str, str] | None = None,
+    peer: tuple[str, int] = DEFAULT_PEER,
+    raise_app_exceptions: bool = False,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` started (its lifespan run) and an in-process client on it, until the block ends:
+    ``started`` and ``asgi_client`` together, the way every test that serves an app does."""
+    client = asgi_client(app, headers=headers, peer=peer, raise_app_exceptions=raise_app_exceptions)
+    async with started(app), client:
+        yield client
 
 
 def make_settings(stack: Stack, **overrides: object) -> Settings:
@@ -102,7 +134,7 @@ MIN_WAIT_CEILING = 60.0
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.05
+    predicate: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.05
 ) -> T:
     """Poll an async predicate until it returns something truthy, for up to ``timeout`` seconds
     but never less than ``MIN_WAIT_CEILING``."""

@@ -88,12 +88,43 @@ def test_importing_another_modules_interface_is_allowed(tree: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_fastapi_in_a_service_breaks_the_forbidden_contract(tree: Path) -> None:
-    _plant(tree / "app/modules/payments/service/checkout.py", "import fastapi  # noqa")
+def test_the_framework_reached_through_the_platform_breaks_the_forbidden_contract(
+    tree: Path,
+) -> None:
+    # Indirect, as it happens in practice: no service names FastAPI, but the error classes every
+    # service raises would bring Starlette along.
+    _plant(tree / "app/platform/errors.py", "import starlette.responses  # noqa")
     result = _lint(tree)
     assert result.returncode != 0
     assert "Domain code does not know the web framework BROKEN" in result.stdout
-    assert "app.modules.payments.service.checkout -> fastapi" in result.stdout
+    assert "app.modules.payments.service is not allowed to import starlette" in result.stdout
+    assert "app.platform.errors -> starlette" in result.stdout
+
+
+def test_domain_code_loads_no_web_framework_at_run_time() -> None:
+    # What import-linter cannot see: a package's __init__ runs on import of any of its modules.
+    rooms = [
+        f"app.modules.{module}.{room}"
+        for module in ("auth", "payments", "notifications", "analytics")
+        for room in ("service", "repository", "models", "interface", "listeners")
+        if importlib.util.find_spec(f"app.modules.{module}.{room}") is not None
+    ]
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {rooms!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert len(rooms) >= 16
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_repository_importing_its_router_breaks_the_layers(tree: Path) -> None:

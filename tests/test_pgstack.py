@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import time
 
 import pytest
@@ -66,7 +67,7 @@ def test_missing_binaries_name_the_package(monkeypatch: pytest.MonkeyPatch) -> N
         pgstack.find_bin_dir()
     monkeypatch.delenv("PG_BIN")
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(pgstack.glob, "glob", lambda _: [])
+    monkeypatch.setattr(glob, "glob", lambda _: [])
     with pytest.raises(StackError, match="PostgreSQL server binaries"):
         pgstack.find_bin_dir()
 

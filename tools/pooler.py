@@ -71,8 +71,25 @@ class Pooler:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def for_stack(cls, stack: Stack, root: Path, port: int, **options: int) -> Pooler:
-        return cls(root, port, stack.primary_port, replica_ports(stack), **options)
+    def for_stack(
+        cls,
+        stack: Stack,
+        root: Path,
+        port: int,
+        *,
+        pool_size: int = 20,
+        reserve_pool_size: int = 5,
+        max_client_conn: int = 800,
+    ) -> Pooler:
+        return cls(
+            root,
+            port,
+            stack.primary_port,
+            replica_ports(stack),
+            pool_size=pool_size,
+            reserve_pool_size=reserve_pool_size,
+            max_client_conn=max_client_conn,
+        )
 
     # -- the app's view ------------------------------------------------------------------------
     def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:

@@ -19,7 +19,7 @@ from app.modules.notifications.senders import Email, build_sender
 from app.modules.payments import service
 from app.modules.payments.dependencies import AppSettings, IdempotencyKey, Provider, Sessions
 from app.modules.payments.schemas import CheckoutRequest
-from app.platform.security import CurrentPrincipal
+from app.platform.web.security import CurrentPrincipal
 
 router = APIRouter(prefix="/workshop")
 

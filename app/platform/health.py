@@ -15,7 +15,7 @@ from app.platform.db.availability import RETRY_AFTER_SECONDS
 from app.platform.db.engines import Database
 from app.platform.db.migrations import applied_heads, expected_heads
 from app.platform.db.replica import ReplicaState
-from app.platform.errors import problem_response
+from app.platform.web.problems import problem_response
 
 router = APIRouter(tags=["health"])
 

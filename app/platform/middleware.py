@@ -51,13 +51,12 @@ from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER
 from app.platform.errors import (
     AppError,
     PayloadTooLarge,
-    ProblemRaised,
     nul_refused,
-    problem_response,
 )
 from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
 from app.platform.observability.http import RouteResolver, final_status, log_access
 from app.platform.observability.http_series import DURATION_BOUNDS
+from app.platform.web.problems import ProblemRaised, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
 log = structlog.stdlib.get_logger("app.errors")

@@ -1,32 +1,29 @@
-"""Access-token verification into a ``Principal`` that every module uses.
+"""Access tokens and the ``Principal`` they verify into, framework-free.
 
 Access tokens are short-lived JWTs signed with HS256 (the algorithm is pinned: a token that names
 another, ``none`` included, is refused). The auth module issues them; every other module only ever
-sees the ``Principal`` these dependencies produce, never auth's internals.
+sees the ``Principal``, never auth's internals. The FastAPI dependencies that read a principal
+from a request (``CurrentPrincipal``, ``FreshPrincipal``, ``AdminPrincipal``, ...) are the web
+layer's: ``app/platform/web/security.py``.
 
-Verification is stateless (``CurrentPrincipal``) except where a revoked token must stop at once:
-``FreshPrincipal`` (routes that move money) and ``AdminPrincipal`` also ask the account's owner,
-through a ``PrincipalCheck`` port the composition root binds, whether the token still speaks for
-the account: its ``epoch`` (bumped by a role change, a password reset, a deletion) is current and
-its sign-in (``sid``) was not logged out.
+Whether a token still speaks for its account (its ``epoch``, bumped by a role change, a password
+reset, a deletion, is current and its sign-in ``sid`` was not logged out) is asked of the
+account's owner through the ``PrincipalCheck`` port the composition root binds.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import jwt
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.platform.config import Settings
-from app.platform.errors import Forbidden, Unauthorized
-from app.platform.openapi import declare
+from app.platform.errors import Unauthorized
 
 ALGORITHM = "HS256"
 ROLE_MEMBER = "member"
@@ -113,78 +110,3 @@ class PrincipalCheck(Protocol):
     """
 
     async def __call__(self, engine: AsyncEngine, principal: Principal) -> bool: ...
-
-
-_bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/auth/login")
-
-
-async def _optional_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized(
-            "The Authorization header must be 'Bearer <access token>'", reason="malformed"
-        )
-    principal = verify_access_token(request.app.state.settings, credentials.credentials)
-    # Platform code downstream (read-your-writes, rate limits, logs) keys on the caller.
-    request.state.principal = principal
-    return principal
-
-
-async def _require_principal(
-    principal: Annotated[Principal | None, Depends(_optional_principal)],
-) -> Principal:
-    if principal is None:
-        raise Unauthorized("This endpoint needs an access token", reason="missing")
-    return principal
-
-
-declare(_optional_principal, 401, security="optional")
-declare(_require_principal, 401, security="required")
-OptionalPrincipal = Annotated[Principal | None, Depends(_optional_principal)]
-CurrentPrincipal = Annotated[Principal, Depends(_require_principal)]
-
-
-async def _fresh_principal(request: Request, principal: CurrentPrincipal) -> Principal:
-    await _ensure_fresh(request, principal)
-    return principal
-
-
-async def _ensure_fresh(request: Request, principal: Principal) -> None:
-    check: PrincipalCheck | None = getattr(request.app.state, "principal_check", None)
-    if check is None:
-        # Failing open would quietly turn every revocation off.
-        raise RuntimeError("no PrincipalCheck bound: app/bootstrap.py binds it")
-    if not await check(request.app.state.db.primary, principal):
-        raise Unauthorized(
-            "The access token was revoked (sign-out, password or role change); "
-            "refresh it or sign in again",
-            reason="revoked",
-        )
-
-
-FreshPrincipal = Annotated[Principal, Depends(_fresh_principal)]
-
-
-def require_role(role: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that admits only fresh principals holding ``role`` (403 otherwise).
-
-    Fresh: a role is a power, and a demoted admin must lose it at once, not at expiry.
-    """
-
-    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
-        if not principal.has_role(role):
-            raise Forbidden(f"This needs the '{role}' role")
-        await _ensure_fresh(request, principal)
-        return principal
-
-    dependency.__name__ = f"require_role_{role}"
-    declare(dependency, 401, 403, security="required")
-    return dependency
-
-
-AdminPrincipal = Annotated[Principal, Depends(require_role(ROLE_ADMIN))]

@@ -137,7 +137,7 @@ def dockerfile_of(service: dict[str, Any]) -> Path | None:
     if build is None:
         return None
     build = {"context": build} if isinstance(build, str) else build
-    return REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
+    return REPO / str(build.get("context", ".")) / str(build.get("dockerfile", "Dockerfile"))
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -175,7 +175,7 @@ def test_the_app_accepts_the_compose_environment(monkeypatch: pytest.MonkeyPatch
             monkeypatch.delenv(variable)
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
-        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None)
         assert settings.env == env["APP_ENV"], name
 
 

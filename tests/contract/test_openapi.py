@@ -82,8 +82,8 @@ def test_headers_the_server_insists_on_are_required(
 
 
 def test_security_matches_who_may_call(document: dict[str, Any]) -> None:
-    bearer = [{"HTTPBearer": []}]
-    anyone_or_bearer = [{}, {"HTTPBearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+    anyone_or_bearer: list[dict[str, list[str]]] = [{}, {"HTTPBearer": []}]
     paths = document["paths"]
     assert paths["/v1/products"]["get"]["security"] == anyone_or_bearer
     assert paths["/v1/products/{product_id}"]["get"]["security"] == anyone_or_bearer

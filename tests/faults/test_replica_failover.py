@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -63,7 +64,7 @@ async def test_replica_killed_and_restarted_under_20_readers_costs_them_nothing(
             for _ in range(KILLS):
                 # Readers on the replica first, so the kill lands under reads it is serving.
                 start = await routes()
-                await wait_for(lambda b=start: on_replica_since(b), timeout=60)
+                await wait_for(partial(on_replica_since, start), timeout=60)
                 await asyncio.to_thread(stack.replica.stop, "immediate")
                 killed = time.monotonic()
                 await asyncio.sleep(0.5)  # the readers carry on without it for a while
@@ -71,7 +72,7 @@ async def test_replica_killed_and_restarted_under_20_readers_costs_them_nothing(
                 back = await first_accepting(stack, primary=False)
                 await restart
                 before = await routes()
-                await wait_for(lambda b=before: on_replica_since(b), timeout=60)
+                await wait_for(partial(on_replica_since, before), timeout=60)
                 kills.append({"killed": killed, "back": back, "routed": time.monotonic()})
         finally:
             await load.stop(tasks)

@@ -110,14 +110,14 @@ def test_the_app_accepts_the_rendered_environment(
         if env.get("APP_ENV") == "production":
             # No real payment adapter ships yet: production refuses the fake, and only that.
             with pytest.raises(ValueError, match="refusing to start") as refused:
-                Settings(_env_file=None)  # type: ignore[call-arg]
+                Settings(_env_file=None)
             problems = str(refused.value).split("refusing to start with APP_ENV=production: ")[1]
             assert problems.startswith("APP_PAYMENTS_PROVIDER=fake charges nothing real"), where
             assert ";" not in problems.split("[type=")[0], f"{where}: more than the provider"
             # With a real adapter named there, everything else the pod gets is accepted.
             monkeypatch.setenv("APP_ENV", "staging")
             monkeypatch.setenv("APP_PAYMENTS_ALLOW_FAKE_PROVIDER", "true")
-        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None)
         assert settings.env in ("staging", "production"), where
         assert settings.secret_key.get_secret_value() == SECRET_PLACEHOLDER
         primary, replica = (

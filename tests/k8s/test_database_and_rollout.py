@@ -47,7 +47,9 @@ def _per_worker(env: dict[str, str]) -> int:
 def test_the_primary_takes_every_direct_connection_at_full_scale(kustomization: str) -> None:
     """Without the pooler each pod keeps its own pool: the HPA's maximum must fit."""
     api, worker = _env(kustomization, "saas-backend"), _env(kustomization, "saas-backend-worker")
-    assert "pgbouncer" not in urlsplit(api["APP_DATABASE_URL"]).hostname
+    host = urlsplit(api["APP_DATABASE_URL"]).hostname
+    assert host is not None
+    assert "pgbouncer" not in host
     hpa = one(kustomization, "HorizontalPodAutoscaler", "saas-backend")["spec"]
     workers = one(kustomization, "Deployment", "saas-backend-worker")["spec"]["replicas"]
     per_pod = int(api["APP_DB_POOL_SIZE"]) + int(api["APP_DB_MAX_OVERFLOW"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -52,10 +53,10 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def assert_problem(resp: httpx.Response, status: int, slug: str) -> dict:
+def assert_problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == PROBLEM
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert body["status"] == status
     assert body["type"] == f"/problems/{slug}"
     assert body["title"]

@@ -19,8 +19,8 @@ from app.__main__ import app as cli
 from app.main import create_app
 from app.modules.notifications.rendering import RECEIPT_RENDER_FAILS, RENDERER
 from app.platform import config, faults
-from app.platform.config import Settings
-from tests.helpers import make_settings, wait_for
+from app.platform.config import Environment, Settings
+from tests.helpers import make_settings, started, wait_for
 from tools.pgstack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ async def test_a_switch_from_another_process_reaches_a_running_app(
     migrated: Stack, switched_off: None
 ) -> None:
     app: FastAPI = create_app(make_settings(migrated, faults_refresh_seconds=0.1))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         assert not RECEIPT_RENDER_FAILS.hits()
         on = await asyncio.to_thread(_cli, migrated, "on", FAULT, "--ratio", "0.5")
         assert on.returncode == 0, on.stderr
@@ -104,7 +104,7 @@ def test_the_cli_refuses_unknown_faults_and_bad_ratios(migrated: Stack) -> None:
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_faults_are_refused_outside_development_test_and_workshop(
-    env: str, monkeypatch: pytest.MonkeyPatch
+    env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Validation is skipped: the refusal must not depend on the rest of a production config.
     deployed = Settings.model_construct(env=env)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.helpers import make_settings
+from tests.helpers import make_settings, serving
 from tools.pgstack import Stack
 
 PROBLEM = "application/problem+json"
@@ -107,10 +107,8 @@ async def test_migrations_behind_is_503(migrated: Stack) -> None:
         ],
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            resp = await c.get("/readyz")
+    async with serving(app, raise_app_exceptions=True) as c:
+        resp = await c.get("/readyz")
     assert resp.status_code == 503
     body = resp.json()
     assert body["detail"] == "migrations are behind head"

@@ -10,6 +10,7 @@ import pytest
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.process import tune_garbage_collector
+from tests.helpers import started
 
 
 @pytest.fixture
@@ -49,6 +50,6 @@ async def test_app_startup_applies_the_settings(settings: Settings) -> None:
         settings.model_copy(update={"gc_freeze": True, "gc_gen0_threshold": 23_456})
     )
     assert gc.get_freeze_count() == 0
-    async with application.router.lifespan_context(application):
+    async with started(application):
         assert gc.get_threshold()[0] == 23_456
         assert gc.get_freeze_count() > 0

@@ -15,13 +15,8 @@ from fastapi import APIRouter
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.security import (
-    ROLE_ADMIN,
-    ROLE_MEMBER,
-    AdminPrincipal,
-    CurrentPrincipal,
-    create_access_token,
-)
+from app.platform.security import ROLE_ADMIN, ROLE_MEMBER, create_access_token
+from app.platform.web.security import AdminPrincipal, CurrentPrincipal
 from tests.helpers import serving
 
 USER = uuid.UUID("00000000-0000-4000-8000-000000000001")

@@ -193,7 +193,7 @@ async def test_statement_names_never_collide_between_processes_sharing_the_poole
     # as in CloudNativePG's Pooler), and asyncpg numbers named statements per process from 1:
     # a second app process sharing the pooler would pick names the first one left there.
     # Rewinding the counter stands for that process.
-    start = asyncpg.connection._uid  # type: ignore[attr-defined]
+    start = asyncpg.connection._uid
     for _ in range(3):
         monkeypatch.setattr(asyncpg.connection, "_uid", start)
         await _concurrent_reads(api, pooled_app.state.settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,12 +15,12 @@ from workshop.scenarios import SCENARIOS
 pytestmark = pytest.mark.timeout(1200)
 
 
-def _outcome(out: Path, scenario: str) -> dict[str, object]:
+def _outcome(out: Path, scenario: str) -> dict[str, Any]:
     results = json.loads((out / "results.json").read_text())
     return next(s for s in results["scenarios"] if s["scenario"] == scenario)
 
 
-def _comparison(outcome: dict[str, object], key: str) -> dict[str, object]:
+def _comparison(outcome: dict[str, Any], key: str) -> dict[str, Any]:
     comparisons = outcome["comparisons"]
     assert isinstance(comparisons, list)
     return next(c for c in comparisons if c["figure"]["key"] == key)

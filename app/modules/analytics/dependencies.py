@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.modules.analytics import service
 from app.platform.config import Settings
-from app.platform.db import Database, ReadSession
+from app.platform.db import AsyncReadSession, Database
 from app.platform.schema import Moment
+from app.platform.web.sessions import ReadSession
 
 # Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, and that hop (a thread wake-up and two GIL hand-overs) is what a request waits longest
@@ -116,7 +116,7 @@ def report_slot(report: str) -> Any:
     return Depends(dependency, scope="function")
 
 
-async def _report_session(request: Request, read: ReadSession) -> AsyncIterator[AsyncSession]:
+async def _report_session(request: Request, read: ReadSession) -> AsyncIterator[AsyncReadSession]:
     """The read session (replica-routed); with isolation "none", a session on the primary.
 
     The read session is only a promise until its first statement, so the unused one of the
@@ -134,7 +134,7 @@ async def _report_session(request: Request, read: ReadSession) -> AsyncIterator[
             await session.rollback()
 
 
-ReportSession = Annotated[AsyncSession, Depends(_report_session, scope="function")]
+ReportSession = Annotated[AsyncReadSession, Depends(_report_session, scope="function")]
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

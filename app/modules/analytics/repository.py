@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.platform.db.read_session import AsyncReadSession
+
 
 @dataclass
 class EventColumns:
@@ -288,40 +290,40 @@ REPORT_STATEMENTS: dict[str, TextClause] = {
 }
 
 
-async def set_statement_timeout(session: AsyncSession, timeout_ms: int) -> None:
+async def set_statement_timeout(session: AsyncReadSession, timeout_ms: int) -> None:
     await session.execute(SET_STATEMENT_TIMEOUT, {"timeout": str(timeout_ms)})
 
 
-async def _rows(session: AsyncSession, stmt: TextClause, **params: Any) -> Sequence[Any]:
+async def _rows(session: AsyncReadSession, stmt: TextClause, **params: Any) -> Sequence[Any]:
     result = await session.execute(stmt, params)
     return result.all()
 
 
 async def funnel_signups(
-    session: AsyncSession, unit: str, start: datetime, end: datetime
+    session: AsyncReadSession, unit: str, start: datetime, end: datetime
 ) -> Sequence[Any]:
     return await _rows(session, FUNNEL_SIGNUPS, unit=unit, start=start, end=end)
 
 
 async def funnel_checkouts(
-    session: AsyncSession, unit: str, start: datetime, end: datetime
+    session: AsyncReadSession, unit: str, start: datetime, end: datetime
 ) -> Sequence[Any]:
     return await _rows(session, FUNNEL_CHECKOUTS, unit=unit, start=start, end=end)
 
 
 async def funnel_searches(
-    session: AsyncSession, unit: str, start: datetime, end: datetime
+    session: AsyncReadSession, unit: str, start: datetime, end: datetime
 ) -> Sequence[Any]:
     return await _rows(session, FUNNEL_SEARCHES, unit=unit, start=start, end=end)
 
 
 async def top_search_terms(
-    session: AsyncSession, start: datetime, end: datetime, limit: int
+    session: AsyncReadSession, start: datetime, end: datetime, limit: int
 ) -> Sequence[Any]:
     return await _rows(session, TOP_SEARCH_TERMS, start=start, end=end, limit=limit)
 
 
 async def most_clicked_products(
-    session: AsyncSession, start: datetime, end: datetime, limit: int
+    session: AsyncReadSession, start: datetime, end: datetime, limit: int
 ) -> Sequence[Any]:
     return await _rows(session, MOST_CLICKED_PRODUCTS, start=start, end=end, limit=limit)

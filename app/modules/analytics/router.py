@@ -23,8 +23,8 @@ from app.modules.analytics.schemas import (
     Interval,
     SearchTermsReport,
 )
-from app.platform.db import PrimarySession
-from app.platform.security import AdminPrincipal, OptionalPrincipal
+from app.platform.web.security import AdminPrincipal, OptionalPrincipal
+from app.platform.web.sessions import PrimarySession
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 # A full bulkhead refuses a report before anything else runs (BulkheadRoute). Otherwise the

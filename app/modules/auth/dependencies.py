@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from app.modules.auth.passwords import Passwords
 from app.modules.auth.service import AuthService
 from app.platform.config import Settings
-from app.platform.db import PrimarySession
 from app.platform.ratelimit import Network, RateLimiter, client_address, parse_networks
+from app.platform.web.sessions import PrimarySession
 
 
 def _passwords(request: Request) -> Passwords:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from app.modules.auth.models import OneTimeToken, RefreshToken, TokenEpoch, User
+from app.platform.db.read_session import AsyncReadSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,10 @@ _CREDENTIALS = select(
 ).outerjoin(TokenEpoch, TokenEpoch.user_id == User.id)
 
 
-class AuthRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class UserReads:
+    """The reads a read-only endpoint makes: on the read session or the primary's."""
+
+    def __init__(self, session: AsyncReadSession) -> None:
         self.session = session
 
     async def user_by_email(self, email: str) -> User | None:
@@ -46,6 +49,33 @@ class AuthRepository:
         stmt = _CREDENTIALS.where(User.email == email if user_id is None else User.id == user_id)
         row = (await self.session.execute(stmt)).first()
         return Credentials(*row) if row is not None else None
+
+    async def user_by_id(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.scalar(select(User).where(User.id == user_id))
+
+    async def list_users(
+        self, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> Sequence[User]:
+        stmt = select(User).order_by(User.created_at, User.id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(tuple_(User.created_at, User.id) > tuple_(*after))
+        return (await self.session.scalars(stmt)).all()
+
+
+class AuthRepository(UserReads):
+    """Every query of auth, writes included: on the primary session only."""
+
+    session: AsyncSession
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.session = session
+
+    async def user_by_id(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
+        stmt = select(User).where(User.id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return await self.session.scalar(stmt)
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.session.execute(
@@ -65,20 +95,6 @@ class AuthRepository:
     async def delete_user(self, user_id: uuid.UUID) -> None:
         # Refresh and one-time tokens go with it (ON DELETE CASCADE).
         await self.session.execute(delete(User).where(User.id == user_id))
-
-    async def user_by_id(self, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
-        stmt = select(User).where(User.id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return await self.session.scalar(stmt)
-
-    async def list_users(
-        self, limit: int, after: tuple[datetime, uuid.UUID] | None
-    ) -> Sequence[User]:
-        stmt = select(User).order_by(User.created_at, User.id).limit(limit)
-        if after is not None:
-            stmt = stmt.where(tuple_(User.created_at, User.id) > tuple_(*after))
-        return (await self.session.scalars(stmt)).all()
 
     async def refresh_by_hash(self, token_hash: str) -> RefreshToken | None:
         stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()

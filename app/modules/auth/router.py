@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query, status
 from app.modules.auth import schemas
 from app.modules.auth.dependencies import Auth, ClientIp
 from app.modules.auth.models import User
-from app.modules.auth.repository import AuthRepository
+from app.modules.auth.repository import UserReads
 from app.modules.auth.service import TokenPair
-from app.platform.db import ReadSession
 from app.platform.errors import NotFound
 from app.platform.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
-from app.platform.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
+from app.platform.web.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
+from app.platform.web.sessions import ReadSession
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -103,7 +103,7 @@ async def logout(body: schemas.RefreshIn, auth: Auth) -> None:
 @router.get("/me", responses={404: {"description": "the account no longer exists"}})
 async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserOut:
     """The signed-in user."""
-    user = await AuthRepository(session).user_by_id(principal.user_id)
+    user = await UserReads(session).user_by_id(principal.user_id)
     if user is None:
         raise NotFound("The account no longer exists")
     return _user(user)
@@ -146,7 +146,7 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> schemas.UserPage:
     """Users, oldest first (admin only); pass ``next_cursor`` back as ``cursor`` for more."""
-    users = await AuthRepository(session).list_users(limit + 1, decode_cursor(cursor))
+    users = await UserReads(session).list_users(limit + 1, decode_cursor(cursor))
     page = users[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(users) > limit else None
     return schemas.UserPage(items=[_user(u) for u in page], next_cursor=next_cursor)

@@ -6,21 +6,21 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from app.modules.notifications.service import NotificationService
-from app.platform.db import PrimarySession, ReadSession
+from app.modules.notifications.service import NotificationReader, NotificationService
 from app.platform.pagination import MAX_CURSOR_LENGTH, Keyset, decode_cursor
+from app.platform.web.sessions import PrimarySession, ReadSession
 
 
 def _writer(session: PrimarySession) -> NotificationService:
     return NotificationService(session)
 
 
-def _reader(session: ReadSession) -> NotificationService:
-    return NotificationService(session)
+def _reader(session: ReadSession) -> NotificationReader:
+    return NotificationReader(session)
 
 
 WritingService = Annotated[NotificationService, Depends(_writer)]
-ReadingService = Annotated[NotificationService, Depends(_reader)]
+ReadingService = Annotated[NotificationReader, Depends(_reader)]
 
 
 def _cursor(

@@ -20,9 +20,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.modules.notifications.models import DeliveryAttempt, Notification, Recipient
-from app.platform.db import PrimarySession
 from app.platform.errors import NotFound
 from app.platform.faults import ALLOWED_ENVIRONMENTS
+from app.platform.web.sessions import PrimarySession
 
 router = APIRouter(prefix="/dev", tags=["development"], include_in_schema=False)
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.notifications.models import DeliveryAttempt, Notification, Preference, Recipient
+from app.platform.db.read_session import AsyncReadSession
 
 
 async def add_notification(
@@ -87,7 +88,7 @@ async def attempts_for(session: AsyncSession, notification_id: uuid.UUID) -> lis
 
 
 async def page_for_user(
-    session: AsyncSession,
+    session: AsyncReadSession,
     user_id: uuid.UUID,
     *,
     unread_only: bool,
@@ -104,7 +105,7 @@ async def page_for_user(
     return list(await session.scalars(query))
 
 
-async def count_unread(session: AsyncSession, user_id: uuid.UUID) -> int:
+async def count_unread(session: AsyncReadSession, user_id: uuid.UUID) -> int:
     query = select(func.count()).where(
         and_(Notification.user_id == user_id, Notification.read_at.is_(None))
     )
@@ -135,7 +136,7 @@ async def mark_all_read(session: AsyncSession, user_id: uuid.UUID) -> int:
     return cast("CursorResult[Any]", result).rowcount
 
 
-async def preferences(session: AsyncSession, user_id: uuid.UUID) -> dict[str, bool]:
+async def preferences(session: AsyncReadSession, user_id: uuid.UUID) -> dict[str, bool]:
     rows = await session.execute(
         select(Preference.category, Preference.email_enabled).where(Preference.user_id == user_id)
     )
@@ -175,5 +176,5 @@ async def remember_recipient(session: AsyncSession, user_id: uuid.UUID, email: s
     )
 
 
-async def recipient_email(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+async def recipient_email(session: AsyncReadSession, user_id: uuid.UUID) -> str | None:
     return await session.scalar(select(Recipient.email).where(Recipient.user_id == user_id))

@@ -22,7 +22,7 @@ from app.modules.notifications.schemas import (
     ReadAllResult,
 )
 from app.platform.pagination import encode_cursor
-from app.platform.security import CurrentPrincipal
+from app.platform.web.security import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 

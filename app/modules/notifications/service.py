@@ -15,6 +15,7 @@ from app.modules.notifications.metrics import EMAILS, NOTIFICATIONS_CREATED
 from app.modules.notifications.models import Notification
 from app.modules.notifications.rendering import CATALOG, OPTIONAL_CATEGORIES, RENDERER, Renderer
 from app.modules.notifications.senders import Email, EmailSender
+from app.platform.db.read_session import AsyncReadSession
 from app.platform.errors import NotFound, ValidationFailed
 
 
@@ -36,7 +37,41 @@ class InboxPage:
     unread_count: int
 
 
-class NotificationService:
+class NotificationReader:
+    """The reads of the inbox and preferences: on the read session or the primary's."""
+
+    def __init__(self, session: AsyncReadSession) -> None:
+        self.session = session
+
+    async def recipient_email(self, user_id: uuid.UUID) -> str | None:
+        return await repository.recipient_email(self.session, user_id)
+
+    async def inbox(
+        self,
+        user_id: uuid.UUID,
+        *,
+        unread_only: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> InboxPage:
+        rows = await repository.page_for_user(
+            self.session, user_id, unread_only=unread_only, after=after, limit=limit + 1
+        )
+        items, more = rows[:limit], len(rows) > limit
+        next_after = (items[-1].created_at, items[-1].id) if more and items else None
+        unread = await repository.count_unread(self.session, user_id)
+        return InboxPage(items=items, next_after=next_after, unread_count=unread)
+
+    async def preferences(self, user_id: uuid.UUID) -> dict[str, bool]:
+        stored = await repository.preferences(self.session, user_id)
+        return {category: stored.get(category, True) for category in OPTIONAL_CATEGORIES}
+
+
+class NotificationService(NotificationReader):
+    """Every use case of notifications, writes included: on the primary session only."""
+
+    session: AsyncSession
+
     def __init__(
         self,
         session: AsyncSession,
@@ -44,6 +79,7 @@ class NotificationService:
         sender: EmailSender | None = None,
         renderer: Renderer = RENDERER,
     ) -> None:
+        super().__init__(session)
         self.session = session
         self.sender = sender
         self.renderer = renderer
@@ -121,25 +157,6 @@ class NotificationService:
     async def remember_recipient(self, user_id: uuid.UUID, email: str) -> None:
         await repository.remember_recipient(self.session, user_id, email)
 
-    async def recipient_email(self, user_id: uuid.UUID) -> str | None:
-        return await repository.recipient_email(self.session, user_id)
-
-    async def inbox(
-        self,
-        user_id: uuid.UUID,
-        *,
-        unread_only: bool,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> InboxPage:
-        rows = await repository.page_for_user(
-            self.session, user_id, unread_only=unread_only, after=after, limit=limit + 1
-        )
-        items, more = rows[:limit], len(rows) > limit
-        next_after = (items[-1].created_at, items[-1].id) if more and items else None
-        unread = await repository.count_unread(self.session, user_id)
-        return InboxPage(items=items, next_after=next_after, unread_count=unread)
-
     async def mark_read(self, user_id: uuid.UUID, notification_id: uuid.UUID) -> Notification:
         notification = await repository.mark_read(self.session, notification_id, user_id)
         if notification is None:
@@ -149,10 +166,6 @@ class NotificationService:
 
     async def mark_all_read(self, user_id: uuid.UUID) -> int:
         return await repository.mark_all_read(self.session, user_id)
-
-    async def preferences(self, user_id: uuid.UUID) -> dict[str, bool]:
-        stored = await repository.preferences(self.session, user_id)
-        return {category: stored.get(category, True) for category in OPTIONAL_CATEGORIES}
 
     async def set_preferences(self, user_id: uuid.UUID, email: dict[str, bool]) -> dict[str, bool]:
         unknown = sorted(set(email) - set(OPTIONAL_CATEGORIES))

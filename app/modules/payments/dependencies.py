@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.modules.payments.providers import PaymentProvider
 from app.modules.payments.service._common import IdempotencyKeyRequired
 from app.platform.config import Settings
-from app.platform.db.session import get_database
 from app.platform.openapi import declare, required_header
+from app.platform.web.sessions import get_database
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: what clients generate
 

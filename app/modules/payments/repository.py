@@ -20,13 +20,14 @@ from app.modules.payments.models import (
     Refund,
     WebhookEvent,
 )
+from app.platform.db.read_session import AsyncReadSession
 
 Position = tuple[datetime, uuid.UUID]
 
 # --- catalog ---------------------------------------------------------------------------------
 
 
-async def get_product(session: AsyncSession, product_id: uuid.UUID) -> Product | None:
+async def get_product(session: AsyncReadSession, product_id: uuid.UUID) -> Product | None:
     return await session.get(Product, product_id)
 
 
@@ -38,7 +39,7 @@ async def products_by_ids(
 
 
 async def list_products(
-    session: AsyncSession,
+    session: AsyncReadSession,
     *,
     limit: int,
     after: Position | None,
@@ -63,7 +64,7 @@ async def list_products(
 
 
 async def search_products(
-    session: AsyncSession, query: str, *, limit: int
+    session: AsyncReadSession, query: str, *, limit: int
 ) -> list[tuple[Product, float]]:
     """Active products matching ``query`` (web search syntax), best ``ts_rank_cd`` first."""
     tsquery = func.websearch_to_tsquery("english", query)

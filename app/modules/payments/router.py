@@ -23,16 +23,17 @@ from app.modules.payments.schemas import (
     SearchResult,
     WebhookAck,
 )
-from app.platform.db import PrimarySession, ReadSession
-from app.platform.errors import PROBLEM_CONTENT_TYPE, with_request_context
+from app.platform.errors import PROBLEM_CONTENT_TYPE
 from app.platform.openapi import required_header
 from app.platform.schema import INT64_MAX, Currency
-from app.platform.security import (
+from app.platform.web.problems import with_request_context
+from app.platform.web.security import (
     AdminPrincipal,
     CurrentPrincipal,
     FreshPrincipal,
     OptionalPrincipal,
 )
+from app.platform.web.sessions import PrimarySession, ReadSession
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 

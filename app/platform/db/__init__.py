@@ -1,7 +1,10 @@
-"""The database layer: engines for primary and replica, sessions, the declarative ``Base``."""
+"""The database layer: engines for primary and replica, sessions, the declarative ``Base``.
+
+The request-scoped session dependencies are the web layer's (``app/platform/web/sessions.py``).
+"""
 
 from app.platform.db.base import Base
 from app.platform.db.engines import Database
-from app.platform.db.session import PrimarySession, ReadSession
+from app.platform.db.read_session import AsyncReadSession
 
-__all__ = ["Base", "Database", "PrimarySession", "ReadSession"]
+__all__ = ["AsyncReadSession", "Base", "Database"]

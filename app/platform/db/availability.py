@@ -3,28 +3,23 @@
 Connection refused, a connect or pool timeout, a connection lost mid-request, a server starting
 up or in recovery: whichever route meets it, the client gets a problem with ``Retry-After``, the
 same for every route, and the log gets one warning line (an outage is not a bug: no traceback).
-Everything else the driver raises stays a 500 with its traceback logged.
+Everything else the driver raises stays a 500 with its traceback logged. The handler that
+answers so is the web layer's (``app/platform/web/problems.py``); what an outage is lives here.
 """
 
 from __future__ import annotations
 
 import asyncpg
 import sqlalchemy.exc
-import structlog
-from fastapi import FastAPI, Request
-from starlette.responses import Response
 
-from app.platform.db.failures import is_unavailable
-from app.platform.errors import ServiceUnavailable, problem_response
-
-log = structlog.stdlib.get_logger("app.db")
+from app.platform.errors import ServiceUnavailable
 
 # Short: a restart or a failover takes seconds, and a pool timeout clears as soon as requests end.
 RETRY_AFTER_SECONDS = 1
 
 # What a database failure can arrive as: SQLAlchemy's errors (the driver's wrapped, the pool's),
 # the driver's own (a statement on its raw connection), the socket's, and groups of them.
-_CAUGHT: tuple[type[Exception], ...] = (
+CAUGHT: tuple[type[Exception], ...] = (
     sqlalchemy.exc.SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -44,37 +39,7 @@ class DatabaseUnavailable(ServiceUnavailable):
         )
 
 
-def unavailable_response(request: Request | None) -> Response:
-    error = DatabaseUnavailable()
-    return problem_response(
-        request,
-        status=error.status,
-        slug=error.slug,
-        title=error.title,
-        detail=error.detail,
-        headers=error.headers,
-        **error.extensions,
-    )
-
-
-async def _handle(request: Request, exc: Exception) -> Response:
-    if not is_unavailable(exc):
-        raise exc  # a bug, not an outage: the platform logs it and answers 500
-    log.warning(
-        "database unavailable",
-        path=request.url.path,
-        method=request.method,
-        error=describe(exc),
-    )
-    return unavailable_response(request)
-
-
 def describe(exc: BaseException) -> str:
     """One line: the error's type and the first line of its message, bounded."""
     first = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0][:200]}" if first else type(exc).__name__
-
-
-def install_database_error_handlers(app: FastAPI) -> None:
-    for cls in _CAUGHT:
-        app.add_exception_handler(cls, _handle)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.platform.config import Settings
-from tests.helpers import make_settings, wait_for
+from tests.helpers import make_settings, serving, wait_for
 from tests.modules.analytics.conftest import bearer, replica_caught_up
 from tools.pgstack import Stack
 
@@ -39,11 +39,8 @@ async def _app(
     # One replica: the lock that blocks reports and the count of waiting ones are on it.
     settings = make_settings(stack, replica_database_url=stack.replica_url, **overrides)
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            c.headers.update(bearer(settings, "admin"))
-            yield application, c, settings
+    async with serving(application, headers=bearer(settings, "admin")) as c:
+        yield application, c, settings
 
 
 @asynccontextmanager

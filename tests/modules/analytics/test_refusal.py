@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.main import create_app
 from app.modules.analytics.service import Bulkhead
 from app.platform.config import Settings
-from tests.helpers import make_settings, wait_for
+from tests.helpers import make_settings, serving, wait_for
 from tests.modules.analytics.conftest import bearer
 from tools.pgstack import Stack
 
@@ -41,10 +41,8 @@ async def _serving(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Settings]]:
     settings = make_settings(stack, **{**_QUIET, **overrides})
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield application, c, settings
+    async with serving(application) as c:
+        yield application, c, settings
 
 
 class _DatabaseWork:

@@ -25,7 +25,7 @@ from app.platform.db.migrations import alembic_config
 from app.seed.events import event_day, event_pools
 from app.seed.tables import DEMO_PASSWORD
 from app.seed.world import ADMIN_EMAIL, PRESETS, build_world
-from tests.helpers import make_settings
+from tests.helpers import make_settings, serving
 from tests.modules.analytics.conftest import bearer, replica_caught_up
 from tools.pgstack import Stack
 
@@ -190,20 +190,18 @@ async def test_the_printed_demo_admin_can_log_in(seeded: Stack) -> None:
         replica_database_url=seeded.url(seeded.replica_port, db=DB),
     )
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            login = await c.post(
-                "/v1/auth/login", json={"email": ADMIN_EMAIL, "password": DEMO_PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            token = login.json()["access_token"]
-            report = await c.get(
-                "/v1/analytics/reports/search-terms",
-                params={"from": "2025-12-25T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert report.status_code == 200, report.text
+    async with serving(application, raise_app_exceptions=True) as c:
+        login = await c.post(
+            "/v1/auth/login", json={"email": ADMIN_EMAIL, "password": DEMO_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        report = await c.get(
+            "/v1/analytics/reports/search-terms",
+            params={"from": "2025-12-25T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert report.status_code == 200, report.text
 
 
 def test_seed_refuses_to_write_over_existing_rows(seeded: Stack) -> None:
@@ -290,11 +288,8 @@ async def seeded_client(seeded: Stack) -> AsyncIterator[httpx.AsyncClient]:
         analytics_report_statement_timeout_ms=1,
     )
     application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            c.headers.update(bearer(settings, "admin"))
-            yield c
+    async with serving(application, headers=bearer(settings, "admin")) as c:
+        yield c
 
 
 async def test_a_report_over_its_statement_timeout_is_a_504_and_stops_on_the_replica(

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -32,8 +33,16 @@ class Account:
     password: str = PASSWORD
 
 
+class MakeAccount(Protocol):
+    """The ``make_account`` fixture: a user inserted directly, as signup would leave it."""
+
+    async def __call__(
+        self, *, verified: bool = ..., role: str = ..., password: str = ...
+    ) -> Account: ...
+
+
 @pytest.fixture
-def make_account(app: FastAPI):  # type: ignore[no-untyped-def]
+def make_account(app: FastAPI) -> MakeAccount:
     """Insert a user directly (verified unless told otherwise), with a real argon2 hash."""
 
     async def make(

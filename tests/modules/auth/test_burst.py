@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.modules.auth.passwords import Passwords
 from app.platform.config import Settings
-from tests.modules.auth.conftest import Account
+from tests.helpers import asgi_client, started
+from tests.modules.auth.conftest import Account, MakeAccount
 
 WRONG = "Wrong-Pass-99"
 PRODUCTION_ARGON2 = {
@@ -34,13 +35,12 @@ PRODUCTION_ARGON2 = {
 @pytest.fixture
 async def burst_app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings.model_copy(update=PRODUCTION_ARGON2))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
 def client_from(app: FastAPI, address: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 4000))
-    return httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120)
+    return asgi_client(app, peer=(address, 4000))
 
 
 async def wrong_login(client: httpx.AsyncClient, email: str) -> int:
@@ -50,7 +50,7 @@ async def wrong_login(client: httpx.AsyncClient, email: str) -> int:
 
 async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
     burst_app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     limit = burst_app.state.settings.auth_login_failures_per_account_and_ip
@@ -88,7 +88,7 @@ async def test_30_parallel_wrong_logins_let_at_most_the_limit_through(
 
 async def test_the_owner_logs_in_from_another_address_during_an_attack(
     burst_app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     async with client_from(burst_app, "203.0.113.66") as attacker:
@@ -111,7 +111,7 @@ async def spread_app(settings: Settings) -> AsyncIterator[FastAPI]:
             }
         )
     )
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
@@ -150,12 +150,12 @@ def blocking_passwords(
 
 async def test_a_full_hashing_queue_answers_503_at_once_and_costs_no_attempt(
     settings: Settings,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     app = create_app(settings.model_copy(update={"auth_hash_concurrency": 1, "auth_hash_queue": 0}))
     account: Account = await make_account()
     entered, release = threading.Event(), threading.Event()
-    async with app.router.lifespan_context(app):
+    async with started(app):
         app.state.auth_passwords = blocking_passwords(app, entered, release)
         async with (
             client_from(app, "198.51.100.30") as first,
@@ -180,7 +180,7 @@ async def test_a_full_hashing_queue_answers_503_at_once_and_costs_no_attempt(
 
 async def test_no_pooled_connection_is_held_while_a_password_hash_runs(
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     entered, release = threading.Event(), threading.Event()

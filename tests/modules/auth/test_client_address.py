@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.ratelimit import client_address, parse_networks
+from tests.helpers import asgi_client, started
 from tests.modules.auth.conftest import serve, stop
 from tools.pgstack import Stack
 
@@ -38,7 +39,7 @@ def test_client_address(peer: str | None, forwarded: str | None, expected: str) 
 
 
 def test_no_trusted_proxies_by_default() -> None:
-    assert Settings(_env_file=None).trusted_proxies == ()  # type: ignore[call-arg]
+    assert Settings(_env_file=None).trusted_proxies == ()
     assert client_address("127.0.0.1", "198.51.100.1", ()) == "127.0.0.1"
 
 
@@ -46,15 +47,15 @@ def test_trusted_proxies_setting_is_comma_separated_and_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("APP_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")
-    assert Settings(_env_file=None).trusted_proxies == ("10.0.0.0/8", "127.0.0.1")  # type: ignore[call-arg]
+    assert Settings(_env_file=None).trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
     monkeypatch.setenv("APP_TRUSTED_PROXIES", "10.0.0.0/8,nonsense")
     with pytest.raises(ValueError, match="nonsense"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 async def _app(settings: Settings, **update: object) -> AsyncIterator[FastAPI]:
     app = create_app(settings.model_copy(update={"auth_login_failures_per_ip": 3, **update}))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
@@ -77,8 +78,7 @@ def _fresh_address(host: int) -> str:
 
 
 def _client(app: FastAPI, peer: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(peer, 4000))
-    return httpx.AsyncClient(transport=transport, base_url="http://t")
+    return asgi_client(app, peer=(peer, 4000), raise_app_exceptions=True)
 
 
 async def _spray(client: httpx.AsyncClient, forwarded: list[str]) -> list[int]:

@@ -16,7 +16,7 @@ from app.main import create_app
 from app.modules.auth import metrics
 from app.modules.notifications.senders import MEMORY_SENDER, Email
 from app.platform.config import Settings
-from tests.helpers import make_settings, wait_for
+from tests.helpers import asgi_client, make_settings, started, wait_for
 from tools.pgstack import Stack
 
 PASSWORD = "Journey-Pass-2024"
@@ -35,14 +35,13 @@ def journey_settings(migrated: Stack) -> Settings:
 @pytest.fixture
 async def journey_app(journey_settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(journey_settings)
-    async with app.router.lifespan_context(app):
+    async with started(app):
         yield app
 
 
 @pytest.fixture
 async def api(journey_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=journey_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with asgi_client(journey_app, raise_app_exceptions=True) as c:
         yield c
 
 
@@ -67,7 +66,7 @@ def link_token(mail: Email) -> str:
 
 def counter(name: str, **labels: str) -> float:
     metric = {"stage": metrics.SIGNUPS, "outcome": metrics.LOGINS}[next(iter(labels))]
-    return metric.labels(**labels)._value.get()
+    return float(metric.labels(**labels)._value.get())
 
 
 async def test_signup_verify_login_me_refresh_logout(api: httpx.AsyncClient) -> None:

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.platform.config import Settings
 from app.platform.security import create_access_token
-from tests.helpers import max_queries
-from tests.modules.auth.conftest import Account, serve, stop
+from tests.helpers import max_queries, serving
+from tests.modules.auth.conftest import Account, MakeAccount, serve, stop
 from tools.pgstack import Stack
 
 
@@ -58,12 +58,9 @@ async def test_success_clears_the_account_counter(client: httpx.AsyncClient, mak
 @pytest.fixture
 async def ip_limited_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings.model_copy(update={"auth_login_failures_per_ip": 3}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(
-            app=app, client=(f"203.0.113.{uuid.uuid4().int % 250}", 4000)
-        )
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+    peer = (f"203.0.113.{uuid.uuid4().int % 250}", 4000)
+    async with serving(app, peer=peer, raise_app_exceptions=True) as c:
+        yield c
 
 
 async def test_per_address_limit_spans_accounts(ip_limited_client: httpx.AsyncClient) -> None:
@@ -96,7 +93,7 @@ def test_limit_holds_across_two_app_processes(migrated: Stack, tmp_path: Path) -
 async def test_member_gets_403_on_admin_endpoints(
     client: httpx.AsyncClient,
     settings: Settings,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     member: Account = await make_account()
     token = create_access_token(settings, member.id, ["member"])
@@ -112,7 +109,7 @@ async def test_member_gets_403_on_admin_endpoints(
 async def test_admin_lists_users_and_changes_roles(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     admin: Account = await make_account(role="admin")
     member: Account = await make_account()

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app.platform.observability.sql import count_queries
 from tests.helpers import wait_for
-from tests.modules.auth.conftest import Account
+from tests.modules.auth.conftest import Account, MakeAccount
 
 
 def _shape(sql: str) -> str:
@@ -29,7 +29,7 @@ async def _request(client: httpx.AsyncClient, email: str) -> list[str]:
 async def test_known_and_unknown_addresses_run_the_same_statements(
     app: FastAPI,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account: Account = await make_account()
     unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.com"

@@ -17,12 +17,14 @@ from sqlalchemy import text
 from app.modules.auth.models import PURPOSE_PASSWORD_RESET, OneTimeToken
 from app.modules.auth.service._common import hash_token
 from app.modules.payments.providers import FakePaymentProvider
-from tests.modules.auth.conftest import Account
+from tests.modules.auth.conftest import Account, MakeAccount
 
 NEW_PASSWORD = "Fresh-Start-77"
 
 
-async def login(client: httpx.AsyncClient, account: Account, password: str | None = None) -> dict:
+async def login(
+    client: httpx.AsyncClient, account: Account, password: str | None = None
+) -> dict[str, Any]:
     resp = await client.post(
         "/v1/auth/login", json={"email": account.email, "password": password or account.password}
     )
@@ -31,25 +33,29 @@ async def login(client: httpx.AsyncClient, account: Account, password: str | Non
     return tokens
 
 
-def bearer(tokens: dict, **extra: str) -> dict[str, str]:
+def bearer(tokens: dict[str, Any], **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}", **extra}
 
 
-def keyed(tokens: dict) -> dict[str, str]:
+def keyed(tokens: dict[str, Any]) -> dict[str, str]:
     return bearer(tokens, **{"Idempotency-Key": str(uuid.uuid4())})
 
 
-async def create_product(client: httpx.AsyncClient, admin: dict) -> httpx.Response:
+async def create_product(client: httpx.AsyncClient, admin: dict[str, Any]) -> httpx.Response:
     body = {"name": f"lamp {uuid.uuid4().hex[:6]}", "price_amount": 1200, "currency": "EUR"}
     return await client.post("/v1/products", json=body, headers=bearer(admin))
 
 
-async def checkout(client: httpx.AsyncClient, buyer: dict, product_id: str) -> httpx.Response:
+async def checkout(
+    client: httpx.AsyncClient, buyer: dict[str, Any], product_id: str
+) -> httpx.Response:
     body = {"items": [{"product_id": product_id, "quantity": 1}], "payment_token": "tok_success"}
     return await client.post("/v1/checkout", json=body, headers=keyed(buyer))
 
 
-async def refund(client: httpx.AsyncClient, tokens: dict, order_id: str) -> httpx.Response:
+async def refund(
+    client: httpx.AsyncClient, tokens: dict[str, Any], order_id: str
+) -> httpx.Response:
     return await client.post(f"/v1/orders/{order_id}/refund", json={}, headers=keyed(tokens))
 
 
@@ -60,8 +66,8 @@ def assert_revoked(resp: httpx.Response) -> None:
 
 
 async def paid_order(
-    app: FastAPI, client: httpx.AsyncClient, make_account: Any
-) -> tuple[Account, dict, str, str]:
+    app: FastAPI, client: httpx.AsyncClient, make_account: MakeAccount
+) -> tuple[Account, dict[str, Any], str, str]:
     """A buyer signed in, with a paid order; and a product id to buy more of."""
     app.state.payments_provider = FakePaymentProvider(
         str(app.state.settings.database_url), latency_ms=0
@@ -78,7 +84,7 @@ async def paid_order(
 
 async def test_a_demoted_admin_cannot_create_a_product_at_once(
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     demoted, other = await make_account(role="admin"), await make_account(role="admin")
     tokens, other_tokens = await login(client, demoted), await login(client, other)
@@ -102,7 +108,7 @@ async def test_a_demoted_admin_cannot_create_a_product_at_once(
 async def test_after_logout_the_old_access_token_cannot_check_out_or_refund(
     app: FastAPI,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     buyer, tokens, order_id, product_id = await paid_order(app, client, make_account)
     other_device = await login(client, buyer)
@@ -119,7 +125,7 @@ async def test_after_logout_the_old_access_token_cannot_check_out_or_refund(
 async def test_after_a_password_reset_the_old_access_token_cannot_check_out_or_refund(
     app: FastAPI,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     buyer, tokens, order_id, product_id = await paid_order(app, client, make_account)
     raw = f"reset-{uuid.uuid4().hex}"
@@ -148,7 +154,7 @@ async def test_after_a_password_reset_the_old_access_token_cannot_check_out_or_r
 async def test_after_deletion_the_old_access_token_cannot_check_out_or_refund(
     app: FastAPI,
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     buyer, tokens, order_id, product_id = await paid_order(app, client, make_account)
 

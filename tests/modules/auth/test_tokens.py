@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from tests.modules.auth.conftest import Account
+from tests.modules.auth.conftest import Account, MakeAccount
 
 PROBLEM = "application/problem+json"
 
 
-async def login(client: httpx.AsyncClient, account: Account) -> dict:
+async def login(client: httpx.AsyncClient, account: Account) -> dict[str, Any]:
     resp = await client.post(
         "/v1/auth/login", json={"email": account.email, "password": account.password}
     )
     assert resp.status_code == 200, resp.text
-    return resp.json()
+    tokens: dict[str, Any] = resp.json()
+    return tokens
 
 
-def bearer(tokens: dict) -> dict[str, str]:
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
@@ -54,7 +57,7 @@ async def test_unverified_account_cannot_log_in(client: httpx.AsyncClient, make_
 
 async def test_failed_login_is_the_same_for_known_and_unknown_emails(
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account = await make_account()
     known = await client.post(
@@ -65,13 +68,16 @@ async def test_failed_login_is_the_same_for_known_and_unknown_emails(
     )
     assert known.status_code == unknown.status_code == 401
     assert known.headers["content-type"] == unknown.headers["content-type"] == PROBLEM
-    strip = lambda body: {k: v for k, v in body.items() if k != "request_id"}  # noqa: E731
-    assert strip(known.json()) == strip(unknown.json())
+    assert _without_request_id(known.json()) == _without_request_id(unknown.json())
+
+
+def _without_request_id(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "request_id"}
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
     client: httpx.AsyncClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account = await make_account()
     first = await login(client, account)
@@ -120,7 +126,7 @@ async def test_logout_revokes_the_family(client: httpx.AsyncClient, make_account
 async def test_refresh_tokens_are_stored_hashed(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account = await make_account()
     tokens = await login(client, account)
@@ -149,17 +155,18 @@ async def test_garbage_refresh_token(client: httpx.AsyncClient) -> None:
 async def test_rehash_on_login_when_parameters_change(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     account = await make_account()
 
     async def stored_hash() -> str:
         async with app.state.db.session() as session:
-            return (
+            stored: str = (
                 await session.execute(
                     text("SELECT password_hash FROM auth_user WHERE id = :u"), {"u": account.id}
                 )
             ).scalar_one()
+        return stored
 
     before = await stored_hash()
     assert "m=1024,t=1,p=1" in before

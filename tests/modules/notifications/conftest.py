@@ -13,7 +13,7 @@ from app.main import create_app
 from app.modules.notifications.senders import MEMORY_SENDER, MemoryEmailSender
 from app.platform.config import Settings
 from app.platform.security import create_access_token
-from tests.helpers import make_settings
+from tests.helpers import asgi_client, make_settings, started
 from tools.pgstack import Stack
 
 
@@ -30,15 +30,13 @@ def notif_settings(migrated: Stack) -> Settings:
 
 @pytest.fixture
 async def notif_app(notif_settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(notif_settings)
-    async with application.router.lifespan_context(application):
+    async with started(create_app(notif_settings)) as application:
         yield application
 
 
 @pytest.fixture
 async def api(notif_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=notif_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with asgi_client(notif_app) as c:
         yield c
 
 

@@ -22,7 +22,7 @@ class SmtpSink:
             writer.write(line.encode() + b"\r\n")
 
         reply("220 sink ready")
-        sender, recipients = "", []
+        sender, recipients = "", list[str]()
         while line := (await reader.readline()).decode().rstrip("\r\n"):
             verb = line.split(" ", 1)[0].upper()
             if verb in ("EHLO", "HELO"):

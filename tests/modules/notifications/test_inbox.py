@@ -94,7 +94,9 @@ async def test_read_one_refuses_another_users_notification(
 
     async def only_second_unread() -> bool:
         page = await _inbox(api, bearer(notif_settings, alice), unread="true")
-        return [i["id"] for i in page["items"]] == [str(second)]  # type: ignore[union-attr]
+        items = page["items"]
+        assert isinstance(items, list)
+        return [i["id"] for i in items] == [str(second)]
 
     await wait_for(only_second_unread)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from app.modules.notifications.senders import MEMORY_SENDER, Email
 from app.platform.config import Settings
 from app.platform.money import format_money
 from app.platform.security import create_access_token
-from tests.helpers import make_settings, wait_for
+from tests.helpers import make_settings, serving, wait_for
 from tools.pgstack import Stack
 
 PASSWORD = "Buyer-Pass-2024"
@@ -39,10 +40,8 @@ def shop_settings(migrated: Stack) -> Settings:
 @pytest.fixture
 async def shop(shop_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app: FastAPI = create_app(shop_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client
+    async with serving(app, raise_app_exceptions=True) as client:
+        yield client
 
 
 async def _mail(address: str, subject_prefix: str) -> Email:
@@ -100,8 +99,10 @@ async def _checkout(
     )
 
 
-async def _inbox(shop: httpx.AsyncClient, headers: dict[str, str], template: str) -> list[dict]:
-    async def found() -> list[dict]:
+async def _inbox(
+    shop: httpx.AsyncClient, headers: dict[str, str], template: str
+) -> list[dict[str, Any]]:
+    async def found() -> list[dict[str, Any]]:
         items = (await shop.get("/v1/notifications", headers=headers)).json()["items"]
         return [n for n in items if n["template"] == template]
 

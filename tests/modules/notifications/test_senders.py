@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from email.message import Message
 
 import pytest
 
@@ -48,13 +49,15 @@ async def test_smtp_sender_delivers_text_and_html(
     assert message["Subject"] == "Welcome, Ada!"
     assert message["Message-ID"] == "<n1@notifications.invalid>"
     assert message["From"] == settings.email_from
-    parts = {
-        p.get_content_type(): p.get_payload(decode=True).decode()
-        for p in message.walk()
-        if not p.is_multipart()
-    }
+    parts = {p.get_content_type(): _text(p) for p in message.walk() if not p.is_multipart()}
     assert "Hello Ada," in parts["text/plain"]
     assert "<h1>Hello Ada,</h1>" in parts["text/html"]
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes), payload
+    return payload.decode()
 
 
 async def test_smtp_sender_raises_when_the_server_is_down(migrated: Stack) -> None:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,9 +20,12 @@ from app.modules.payments.interface import EVENTS, PaymentsEvent
 from app.modules.payments.providers import ChargeResult, FakePaymentProvider, RefundResult
 from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
 from app.platform.config import Settings
+from app.platform.events import Event
 from app.platform.security import create_access_token
 from tests.helpers import make_settings
 from tools.pgstack import Stack
+
+E = TypeVar("E", bound=Event)
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789abcdef"
 # Generous: the fake writes its ledger in PostgreSQL, on a machine that may be busy.
@@ -145,7 +148,7 @@ class CommittedEvents:
             ).all()
         return [by_name[name].model_validate(payload) for name, payload in rows]
 
-    async def of(self, kind: type[PaymentsEvent], **match: Any) -> list[PaymentsEvent]:
+    async def of(self, kind: type[E], **match: Any) -> list[E]:
         return [
             e
             for e in await self.all()

@@ -93,11 +93,11 @@ async def test_list_paginates_and_filters(
     hidden = await make_product(price=250, currency=currency)
     await client.delete(f"/v1/products/{hidden['id']}", headers=admin.headers)
 
-    async def ids(**params: object) -> list[str]:
+    async def ids(**params: str | int | bool) -> list[str]:
         seen: list[str] = []
         cursor = None
         while True:
-            query = {"currency": currency, "limit": 2, **params}
+            query: dict[str, str | int | bool] = {"currency": currency, "limit": 2, **params}
             if cursor:
                 query["cursor"] = cursor
             page = await client.get("/v1/products", params=query)
@@ -139,7 +139,7 @@ async def test_list_paginates_and_filters(
     ],
 )
 async def test_bad_list_parameters_are_problems(
-    client: httpx.AsyncClient, params: dict[str, object]
+    client: httpx.AsyncClient, params: dict[str, str | int]
 ) -> None:
     response = await client.get("/v1/products", params=params)
     assert response.status_code in (400, 422)
@@ -187,7 +187,7 @@ async def test_search_finds_words_in_name_and_description_and_ranks_the_better_m
 
 @pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": "x" * 201}, {"q": "mug", "limit": 500}])
 async def test_bad_search_parameters_are_problems(
-    client: httpx.AsyncClient, params: dict[str, object]
+    client: httpx.AsyncClient, params: dict[str, str | int]
 ) -> None:
     response = await client.get("/v1/products/search", params=params)
     assert response.status_code == 422

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ async def test_kill_9_during_300_checkouts_loses_and_doubles_nothing(
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=restarted.base_url, timeout=60) as client:
         retried = await asyncio.gather(
-            *(_until_answered(lambda i=i: send(i)(client), deadline, gate) for i in interrupted)
+            *(_until_answered(partial(send(i), client), deadline, gate) for i in interrupted)
         )
     recovered_in = time.monotonic() - began
     assert Counter(r.status_code for r, _ in retried) == {201: len(interrupted)}
@@ -301,7 +302,7 @@ async def test_kill_9_during_300_refunds_settles_each_once(
     gate = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=restarted.base_url, timeout=60) as client:
         retried = await asyncio.gather(
-            *(_until_answered(lambda i=i: send(i)(client), deadline, gate) for i in interrupted)
+            *(_until_answered(partial(send(i), client), deadline, gate) for i in interrupted)
         )
     recovered_in = time.monotonic() - began
     assert Counter(r.status_code for r, _ in retried) == {201: len(interrupted)}, [

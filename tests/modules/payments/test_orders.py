@@ -101,7 +101,7 @@ async def test_list_shows_own_orders_newest_first_across_pages(
     seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"limit": 2}
+        params: dict[str, str | int] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
         page = await client.get("/v1/orders", params=params, headers=buyer.headers)

@@ -43,7 +43,7 @@ async def died_checkout(
     with pytest.raises(Died):
         await service.checkout(
             app.state.db.session,
-            flaky,  # type: ignore[arg-type]
+            flaky,
             settings,
             user_id=buyer.user_id,
             key=key,
@@ -68,7 +68,7 @@ async def order_rows(app: FastAPI, user_id: uuid.UUID) -> list[tuple[str, str, s
             .join(Payment, Payment.order_id == Order.id)
             .where(Order.user_id == user_id)
         )
-        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+        return [tuple(r) for r in rows.all()]
 
 
 async def references(app: FastAPI, user_id: uuid.UUID) -> list[str]:

@@ -95,7 +95,7 @@ async def test_the_worker_reconciles_and_purges_on_its_own(
     with pytest.raises(Died):
         await service.checkout(
             app.state.db.session,
-            flaky,  # type: ignore[arg-type]
+            flaky,
             settings,
             user_id=buyer.user_id,
             key=str(uuid.uuid4()),
@@ -139,7 +139,7 @@ async def test_the_worker_reconciles_and_purges_on_its_own(
                 status = await session.scalar(
                     select(Order.status).where(Order.user_id == buyer.user_id)
                 )
-            return status == "paid"
+            return bool(status == "paid")
 
         await wait_for(paid, timeout=120, interval=0.2)
 

@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import PrimarySession, ReadSession
 from app.platform.errors import NotFound
-from app.platform.security import CurrentPrincipal, OptionalPrincipal, create_access_token
-from tests.helpers import make_settings, wait_for
+from app.platform.security import create_access_token
+from app.platform.web.security import CurrentPrincipal, OptionalPrincipal
+from app.platform.web.sessions import PrimarySession, ReadSession
+from tests.helpers import asgi_client, make_settings, started, wait_for
 from tools.pgstack import Stack
 
 CHECK_INTERVAL = 0.5
@@ -150,7 +151,7 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
     """An app instance (its own process memory and monitor) with the notes API mounted."""
     app = create_app(settings)
     app.include_router(notes_router())
-    async with app.router.lifespan_context(app):
+    async with started(app):
         await wait_for(lambda: _healthy(app), timeout=15)
         yield app
 
@@ -165,8 +166,7 @@ def client(app: FastAPI, user: uuid.UUID | None = None) -> httpx.AsyncClient:
     if user is not None:
         token = create_access_token(app.state.settings, user, ["member"])
         headers["authorization"] = f"Bearer {token}"
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+    return asgi_client(app, headers=headers)
 
 
 def routes(target: str, reason: str) -> float:

@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import PrimarySession
 from app.platform.db.failures import is_node_failure, is_unavailable
 from app.platform.security import create_access_token
+from app.platform.web.sessions import PrimarySession
 from tests.helpers import serving
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from app.platform.db import consistency
 from app.platform.db.consistency import PresentedTokens, TokenCodec, WriteMemory
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
@@ -50,7 +51,7 @@ def test_write_memory_expires_and_keeps_the_highest_position(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(consistency.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     memory = WriteMemory(ttl=0.2)
     memory.remember("u1", 100)
     memory.remember("u1", 50)  # an older position never lowers what the user must see

@@ -23,7 +23,7 @@ async def _create(app_client: httpx.AsyncClient, body: str) -> tuple[int, str]:
 async def _replicated(app_client: httpx.AsyncClient, note_id: int, body: str) -> None:
     async def seen() -> bool:
         resp = await app_client.get(f"/_test/notes/{note_id}")
-        return resp.json() == {**resp.json(), "body": body, "served_by": "replica"}
+        return bool(resp.json() == {**resp.json(), "body": body, "served_by": "replica"})
 
     await wait_for(seen, timeout=10)
 

@@ -16,8 +16,8 @@ from sqlalchemy import case, func, select
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.db import ReadSession
-from tests.helpers import wait_for
+from app.platform.web.sessions import ReadSession
+from tests.helpers import started, wait_for
 from tests.platform.db.conftest import (
     client,
     gauge,
@@ -52,7 +52,7 @@ async def test_replica_stopped_mid_reads_then_restarted(
 
         async def replicated() -> bool:
             r = await anonymous.get(f"/_test/notes/{note_id}")
-            return r.json()["body"] == "steady" and r.json()["served_by"] == "replica"
+            return bool(r.json()["body"] == "steady" and r.json()["served_by"] == "replica")
 
         await wait_for(replicated, timeout=10)
         fallbacks_before = routes("primary", "replica_error") + routes(
@@ -98,7 +98,7 @@ async def test_replica_stopped_mid_reads_then_restarted(
         async def on_replica() -> bool:
             r = await anonymous.get(f"/_test/notes/{note_id}")
             assert r.status_code == 200
-            return r.json()["served_by"] == "replica"
+            return bool(r.json()["served_by"] == "replica")
 
         # Nothing but the monitor's next check can send reads back: that they return at all,
         # with no request of ours doing it, is what is asserted; how soon depends on the machine.
@@ -126,7 +126,7 @@ async def test_replica_failure_during_a_read_is_retried_on_the_primary(
 
         async def replicated() -> bool:
             r = await anonymous.get(f"/_test/notes/{note_id}")
-            return r.json()["served_by"] == "replica" and r.json()["body"] == "retry"
+            return bool(r.json()["served_by"] == "replica" and r.json()["body"] == "retry")
 
         await wait_for(replicated, timeout=10)
         assert app.state.db.monitor.state.healthy
@@ -186,7 +186,7 @@ async def _with_parked(
     app = create_app(settings)
     app.include_router(notes_router())
     app.include_router(_parked_router(parked, release))
-    async with app.router.lifespan_context(app):
+    async with started(app):
         await wait_for(lambda: _healthy(app), timeout=30)
         yield app
 
@@ -209,7 +209,7 @@ async def test_replica_killed_after_the_read_the_cleanup_does_not_fail_the_reque
 
         async def replicated() -> bool:
             r = await anonymous.get(f"/_test/notes/{note_id}")
-            return r.json()["served_by"] == "replica" and r.json()["body"] == "kept"
+            return bool(r.json()["served_by"] == "replica" and r.json()["body"] == "kept")
 
         await wait_for(replicated, timeout=30)
         request = asyncio.create_task(anonymous.get(f"/_test/parked/{note_id}"))
@@ -237,7 +237,7 @@ async def test_replica_killed_during_a_statement_the_read_is_retried_on_the_prim
 
         async def replicated() -> bool:
             r = await anonymous.get(f"/_test/notes/{note_id}")
-            return r.json()["served_by"] == "replica" and r.json()["body"] == "again"
+            return bool(r.json()["served_by"] == "replica" and r.json()["body"] == "again")
 
         await wait_for(replicated, timeout=30)
         before = routes("primary", "replica_error")

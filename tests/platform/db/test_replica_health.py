@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.platform.config import Settings
-from tests.helpers import make_settings, wait_for
+from tests.helpers import make_settings, started, wait_for
 from tests.platform.db.conftest import (
     client,
     gauge,
@@ -66,11 +66,13 @@ async def test_lag_in_bytes_over_the_limit_sends_reads_to_the_primary(
             notes_table.replica.psql("SELECT pg_wal_replay_resume()")
 
         async def recovered() -> bool:
-            return (await monitor.check()).healthy
+            return bool((await monitor.check()).healthy)
 
         await wait_for(recovered, timeout=15)
         assert gauge("db_replica_healthy", app) == 1
-        assert gauge("db_replica_lag_bytes", app) < 64 * 1024
+        lag = gauge("db_replica_lag_bytes", app)
+        assert lag is not None
+        assert lag < 64 * 1024
         assert await _read_reason(app, 1) == ("replica", "replica")
 
 
@@ -121,7 +123,7 @@ async def test_without_a_replica_reads_go_to_the_primary(notes_table: Stack) -> 
     settings = make_settings(notes_table, replica_database_url=None)
     app = create_app(settings)
     app.include_router(notes_router())
-    async with app.router.lifespan_context(app), client(app) as c:
+    async with started(app), client(app) as c:
         before = routes("primary", "no_replica")
         body = (await c.get("/_test/notes/1")).json()
         assert (body["served_by"], body["reason"]) == ("primary", "no_replica")

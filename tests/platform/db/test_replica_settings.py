@@ -18,7 +18,7 @@ def _no_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _settings() -> Settings:
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def test_the_single_setting_is_a_list_of_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,7 +143,7 @@ async def test_a_replica_behind_the_callers_write_is_never_chosen_while_the_othe
         # Every read with the token on the replica that has it, none on the one that has not.
         assert ports == {ahead.port}
         # Without a token both replicas serve; the paused one answers with what it has.
-        anonymous_bodies = Counter()
+        anonymous_bodies: Counter[tuple[int, str]] = Counter()
         for _ in range(READS // 2):
             r = (await anonymous.get(f"/_test/notes/{note_id}")).json()
             anonymous_bodies[(r["port"], r["body"])] += 1
@@ -273,7 +273,7 @@ async def test_one_replica_down_its_reads_go_to_the_other_without_an_error(
 
         async def both_again() -> bool:
             r = (await anonymous.get("/readyz")).json()
-            return r["status"] == "ok"
+            return bool(r["status"] == "ok")
 
         await wait_for(both_again, timeout=60)
         assert gauge("db_replica_healthy", app, 1) == 1

@@ -7,18 +7,17 @@ import itertools
 import time
 from collections import Counter
 
-import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY as METRICS
 from sqlalchemy import text
 
 from app.main import create_app
-from app.platform.db import PrimarySession
 from app.platform.events import Delivery, ListenerRegistry, Retry, publish
 from app.platform.events.admin import Filters, list_failed, resubmit
 from app.platform.events.dispatcher import Dispatcher
 from app.platform.observability.context import current_scope
-from tests.helpers import make_settings, wait_for
+from app.platform.web.sessions import PrimarySession
+from tests.helpers import make_settings, serving, wait_for
 from tests.platform.events.conftest import (
     Probe,
     ProbeHappened,
@@ -68,6 +67,7 @@ async def test_500_events_4_dispatchers_each_pair_delivered_once(probe: Probe) -
         "SELECT count(DISTINCT worker) FROM test_event_effect WHERE listener = ANY(:names)",
         names=names,
     )
+    assert isinstance(workers, int)
     assert workers >= 2, "the dispatchers did not share the work"
 
 
@@ -97,41 +97,39 @@ async def test_failing_listener_backs_off_fails_and_resubmit_delivers(
         return {"event_id": str(event_id)}
 
     policy = fast_policy(max_attempts=3, backoff_base_seconds=0.2)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            async with running(Dispatcher(probe.settings, registry, policy=policy)):
-                response = await client.post("/probe")
-                assert response.status_code == 201, response.text
-                await wait_for(lambda: _status(probe, broken, "failed"), timeout=20)
-                # The healthy listener was delivered once, and never again for the broken one.
-                await asyncio.sleep(0.3)
-                assert len(await probe.effects(healthy)) == 1
-                assert await probe.statuses(healthy) == {"done": 1}
-
-            failed = await probe.delivery(broken)
-            assert failed["attempts"] == 3
-            assert "RuntimeError: listener bug" in str(failed["last_error"])
-            assert await probe.effects(broken) == []
-            gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
-            # Equal jitter: retry n waits between half and all of base * 2^(n-1).
-            assert gaps[0] >= 0.1, gaps
-            assert gaps[1] >= 0.2, gaps
-            assert _deliveries(broken, "retry") == 2
-            assert _deliveries(broken, "failed") == 1
-            assert _deliveries(healthy, "delivered") == 1
-
-            async with probe.engine.begin() as conn:
-                listed = await list_failed(conn, Filters(listener=broken))
-            assert [d.id for d in listed] == [failed["id"]]
-
-            fixed = True
-            async with running(Dispatcher(probe.settings, registry, policy=policy)):
-                async with probe.engine.begin() as conn:
-                    assert await resubmit(conn, Filters(listener=broken)) == 1
-                await wait_for(lambda: _status(probe, broken, "done"), timeout=10)
-            assert len(await probe.effects(broken)) == 1
+    async with serving(app, raise_app_exceptions=True) as client:
+        async with running(Dispatcher(probe.settings, registry, policy=policy)):
+            response = await client.post("/probe")
+            assert response.status_code == 201, response.text
+            await wait_for(lambda: _status(probe, broken, "failed"), timeout=20)
+            # The healthy listener was delivered once, and never again for the broken one.
+            await asyncio.sleep(0.3)
             assert len(await probe.effects(healthy)) == 1
+            assert await probe.statuses(healthy) == {"done": 1}
+
+        failed = await probe.delivery(broken)
+        assert failed["attempts"] == 3
+        assert "RuntimeError: listener bug" in str(failed["last_error"])
+        assert await probe.effects(broken) == []
+        gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
+        # Equal jitter: retry n waits between half and all of base * 2^(n-1).
+        assert gaps[0] >= 0.1, gaps
+        assert gaps[1] >= 0.2, gaps
+        assert _deliveries(broken, "retry") == 2
+        assert _deliveries(broken, "failed") == 1
+        assert _deliveries(healthy, "delivered") == 1
+
+        async with probe.engine.begin() as conn:
+            listed = await list_failed(conn, Filters(listener=broken))
+        assert [d.id for d in listed] == [failed["id"]]
+
+        fixed = True
+        async with running(Dispatcher(probe.settings, registry, policy=policy)):
+            async with probe.engine.begin() as conn:
+                assert await resubmit(conn, Filters(listener=broken)) == 1
+            await wait_for(lambda: _status(probe, broken, "done"), timeout=10)
+        assert len(await probe.effects(broken)) == 1
+        assert len(await probe.effects(healthy)) == 1
 
 
 async def _status(probe: Probe, name: str, status: str) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import pytest
 from sqlalchemy import text
@@ -202,7 +203,7 @@ async def test_lanes_4_racing_dispatchers_db_side_effects_exactly_once(probe: Pr
     async with running(*dispatchers):
         await _release(probe, registries[0])
         for name in names:
-            await wait_for(lambda name=name: _all_done(probe, name, 400), timeout=90, interval=0.2)
+            await wait_for(partial(_all_done, probe, name, 400), timeout=90, interval=0.2)
     for name in names:
         effects = await _effects(probe, name)
         per_seq = Counter(seq for seq, _ in effects)

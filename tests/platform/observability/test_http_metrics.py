@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.main import create_app
 from app.platform.config import Settings
-from app.platform.security import CurrentPrincipal
+from app.platform.web.security import CurrentPrincipal
 from tests.helpers import serving
 from tests.platform.observability.samples import changes, key, snapshot
 
@@ -36,7 +36,7 @@ def probe_router() -> APIRouter:
         return {"item_id": item_id}
 
     async def private(principal: CurrentPrincipal) -> dict[str, str]:
-        return {"user": principal.user_id}
+        return {"user": str(principal.user_id)}
 
     async def crash() -> None:
         raise RuntimeError("planted failure")
@@ -201,7 +201,9 @@ async def test_access_log_line_per_request(
     await client.get("/v1/crash", headers={"X-Request-ID": "access-2"})
     lines = [r.msg for r in caplog.records if r.name == "app.access"]
     assert len(lines) == 2
-    first, second = (dict(line) for line in lines)  # type: ignore[call-overload]
+    first, second = lines
+    assert isinstance(first, dict)
+    assert isinstance(second, dict)
     assert {k: first[k] for k in ("event", "request_id", "module", "route", "status")} == {
         "event": "request",
         "request_id": "access-1",

@@ -143,7 +143,7 @@ async def test_what_the_middleware_records_exposes_what_prometheus_client_would(
 def json_lines() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, obs_logging._json_lines)
-    settings = Settings(_env_file=None, env="development", log_json=True, log_level="INFO")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env="development", log_json=True, log_level="INFO")
     obs_logging.configure_logging(settings)
     out = io.StringIO()
     handler = root.handlers[0]

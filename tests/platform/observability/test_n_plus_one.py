@@ -8,15 +8,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import ForeignKey, select, text
+from sqlalchemy import ForeignKey, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncAttrs, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
 from app.main import create_app
-from app.platform.db import Database, PrimarySession
+from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import NPlusOneDetected
-from tests.helpers import make_settings, max_queries
+from app.platform.web.sessions import PrimarySession
+from tests.helpers import asgi_client, make_settings, max_queries, started
 from tests.platform.observability.samples import value
 from tools.pgstack import Stack
 
@@ -54,9 +55,9 @@ def library(migrated: Stack) -> Iterator[None]:
             if create:
                 await conn.run_sync(_Base.metadata.create_all)
                 for a in range(1, AUTHORS + 1):
-                    await conn.execute(Author.__table__.insert(), {"id": a, "name": f"a{a}"})
+                    await conn.execute(insert(Author), {"id": a, "name": f"a{a}"})
                     await conn.execute(
-                        Book.__table__.insert(),
+                        insert(Book),
                         [{"author_id": a, "title": f"b{a}.{n}"} for n in (1, 2)],
                     )
         await engine.dispose()
@@ -95,7 +96,7 @@ def _detected(route: str) -> float:
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
-        dict(r.msg)  # type: ignore[call-overload]
+        dict(r.msg)
         for r in caplog.records
         if r.name == "app.db" and isinstance(r.msg, dict) and r.msg.get("event") == "n_plus_one"
     ]
@@ -133,16 +134,15 @@ async def test_eager_version_stays_quiet_within_its_budget(
 @pytest.fixture
 async def lenient_app(migrated: Stack) -> AsyncIterator[FastAPI]:
     application = create_app(make_settings(migrated, db_n_plus_one_strict=False))
-    async with application.router.lifespan_context(application):
+    async with started(application):
         yield _mount(application)
 
 
 async def test_lenient_mode_counts_and_warns_once(
     library: None, lenient_app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    transport = httpx.ASGITransport(app=lenient_app)
     before = _detected("/v1/books/lazy")
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with asgi_client(lenient_app, raise_app_exceptions=True) as client:
         resp = await client.get("/v1/books/lazy")
     assert resp.status_code == 200
     assert resp.json() == {"books": AUTHORS * 2}

@@ -12,17 +12,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.main import create_app
-from app.platform.db import Database, ReadSession
+from app.platform.db import Database
 from app.platform.observability.context import observe
 from app.platform.observability.sql import normalize
-from tests.helpers import make_settings
-from tests.platform.observability.samples import changes, key, snapshot, value
+from app.platform.web.sessions import ReadSession
+from tests.helpers import make_settings, started
+from tests.platform.observability.samples import Key, changes, key, snapshot, value
 from tools.pgstack import Stack
 
 QUERIES = ("db_query_duration_seconds_count",)
 
 
-def _count(operation: str, target: str, module: str = "payments") -> object:
+def _count(operation: str, target: str, module: str = "payments") -> Key:
     return key("db_query_duration_seconds_count", module=module, operation=operation, target=target)
 
 
@@ -105,7 +106,7 @@ async def test_queries_per_request_histogram(app: FastAPI, client: httpx.AsyncCl
 @pytest.fixture
 async def small_pool_app(migrated: Stack) -> AsyncIterator[FastAPI]:
     application = create_app(make_settings(migrated, db_pool_size=1, db_max_overflow=0))
-    async with application.router.lifespan_context(application):
+    async with started(application):
         yield application
 
 

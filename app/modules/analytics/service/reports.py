@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.analytics import metrics, repository
 from app.modules.analytics.schemas import (
@@ -24,6 +23,7 @@ from app.modules.analytics.schemas import (
     SearchTermsReport,
 )
 from app.platform.config import Settings
+from app.platform.db.read_session import AsyncReadSession
 from app.platform.errors import GatewayTimeout, ServiceUnavailable, ValidationFailed
 
 MAX_BUCKETS = 1000
@@ -79,7 +79,7 @@ class Bulkhead:
 
 @asynccontextmanager
 async def _report(
-    session: AsyncSession, report: str, timeout_ms: int | None
+    session: AsyncReadSession, report: str, timeout_ms: int | None
 ) -> AsyncIterator[None]:
     """Run a report's statements under a transaction-local timeout; map cancellations.
 
@@ -197,7 +197,7 @@ async def _yield_every(count: int) -> AsyncIterator[int]:
 
 
 async def funnel(
-    session: AsyncSession,
+    session: AsyncReadSession,
     start: datetime,
     end: datetime,
     interval: Interval,
@@ -237,7 +237,7 @@ async def funnel(
 
 
 async def top_search_terms(
-    session: AsyncSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
+    session: AsyncReadSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
 ) -> SearchTermsReport:
     async with _report(session, "search_terms", timeout_ms):
         rows = await repository.top_search_terms(session, start, end, limit)
@@ -249,7 +249,7 @@ async def top_search_terms(
 
 
 async def most_clicked_products(
-    session: AsyncSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
+    session: AsyncReadSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
 ) -> ClickedProductsReport:
     async with _report(session, "clicked_products", timeout_ms):
         rows = await repository.most_clicked_products(session, start, end, limit)

@@ -18,6 +18,7 @@ from app.modules.payments.schemas import (
     SearchResult,
 )
 from app.modules.payments.service.cache import CACHE, CHANNEL
+from app.platform.db.read_session import AsyncReadSession
 from app.platform.errors import NotFound
 from app.platform.pagination import decode_cursor, encode_cursor
 
@@ -67,7 +68,7 @@ async def _announce_change(session: AsyncSession, product: Product) -> None:
 
 
 async def get_product(
-    session: AsyncSession,
+    session: AsyncReadSession,
     product_id: uuid.UUID,
     *,
     include_inactive: bool,
@@ -87,7 +88,7 @@ async def get_product(
 
 
 async def list_products(
-    session: AsyncSession,
+    session: AsyncReadSession,
     *,
     limit: int,
     cursor: str | None,
@@ -112,7 +113,7 @@ async def list_products(
     return ProductPage(items=[ProductOut.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
-async def search_products(session: AsyncSession, query: str, *, limit: int) -> SearchResult:
+async def search_products(session: AsyncReadSession, query: str, *, limit: int) -> SearchResult:
     """Ranked full-text search; ``search_id`` lets a later click be attributed to this search."""
     rows = await repo.search_products(session, query, limit=limit)
     hits = [

@@ -60,7 +60,7 @@ from app.modules.payments.service._common import (
     payment_failed_event,
 )
 from app.platform.config import Settings
-from app.platform.errors import AppError, problem_response
+from app.platform.errors import PROBLEM_CONTENT_TYPE, AppError, problem_body
 from app.platform.observability.context import current_request_id
 from app.platform.observability.logging import get_logger
 
@@ -350,8 +350,8 @@ async def settled_response(
 def _problem(
     error: AppError, *, order: OrderOut, unsettled: bool = False, **extensions: Any
 ) -> CheckoutResponse:
-    response = problem_response(
-        None,
+    # Bytes, not a response: the router answers with them and the key stores them as they are.
+    body = problem_body(
         status=error.status,
         slug=error.slug,
         title=error.title,
@@ -364,7 +364,7 @@ def _problem(
     )
     return CheckoutResponse(
         status=error.status,
-        body=bytes(response.body),
-        media_type="application/problem+json",
+        body=body,
+        media_type=PROBLEM_CONTENT_TYPE,
         unsettled=unsettled,
     )

@@ -1,4 +1,5 @@
-"""Request-scoped sessions: the primary session is the request's unit of work.
+"""Request-scoped sessions as FastAPI dependencies: the primary session is the request's unit of
+work, the read session is typed so that it cannot write (``app/platform/db/read_session.py``).
 
 After a commit that wrote, the primary session issues a consistency token (handed to the
 response by the platform middleware) and remembers the caller's write position; the read
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.db.consistency import STATE_KEY, TOKEN_COOKIE, TOKEN_HEADER, PresentedTokens
 from app.platform.db.engines import Database
 from app.platform.db.failures import is_unavailable
+from app.platform.db.read_session import AsyncReadSession
 from app.platform.db.routing import ReadRequirement
 from app.platform.errors import AppError
 
@@ -31,7 +33,7 @@ def get_database(request: Request) -> Database:
 
 
 def _user_key(request: Request) -> object | None:
-    # Set by app.platform.security's dependencies once the caller is authenticated.
+    # Set by app.platform.web.security's dependencies once the caller is authenticated.
     principal = getattr(request.state, "principal", None)
     return getattr(principal, "user_id", None)
 
@@ -101,8 +103,8 @@ async def _primary_session(request: Request) -> AsyncIterator[AsyncSession]:
         await _issue_token(request, db)
 
 
-async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for reads that need no transaction; nothing it does is ever committed."""
+async def _read_session(request: Request) -> AsyncIterator[AsyncReadSession]:
+    """A session for reads that need no transaction; typed so that it cannot write."""
     db = get_database(request)
     values = [request.headers.get(TOKEN_HEADER), request.cookies.get(TOKEN_COOKIE)]
     presented = PresentedTokens.read(db.tokens, [v for v in values if v is not None])
@@ -125,4 +127,4 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit runs when the handler returns, before the response is sent, so a
 # client never sees a success whose commit then failed.
 PrimarySession = Annotated[AsyncSession, Depends(_primary_session, scope="function")]
-ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+ReadSession = Annotated[AsyncReadSession, Depends(_read_session, scope="function")]
