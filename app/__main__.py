@@ -260,9 +260,8 @@ def payments_reconcile(
         adapters = bootstrap.build_adapters(settings)
         db = Database(settings)
         try:
-            return await service.reconcile(
-                db.session, adapters.payments_provider, settings, older_than=older_than
-            )
+            payments = service.ReconciliationService(db.session, settings, adapters.payments())
+            return await payments.reconcile(older_than=older_than)
         finally:
             await adapters.aclose()
             await db.dispose()

@@ -31,7 +31,7 @@ def create_app(
     settings = settings or get_settings()
     configure_logging(settings)
     adapters = adapters or bootstrap.build_adapters(settings)
-    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
+    bootstrap.subscribe_listeners(settings, adapters=adapters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +39,8 @@ def create_app(
         await app.state.db.monitor.start()
         await adapters.start()
         stop_jobs = asyncio.Event()
-        jobs = asyncio.create_task(run_jobs(bootstrap.app_jobs(app.state.db.session), stop_jobs))
+        app_jobs = bootstrap.app_jobs(settings, adapters, app.state.db.session)
+        jobs = asyncio.create_task(run_jobs(app_jobs, stop_jobs))
         dispatcher: asyncio.Task[None] | None = None
         if settings.events_dispatcher_enabled:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
@@ -76,8 +77,6 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.adapters = adapters
-    app.state.payments_provider = adapters.payments_provider
     install_error_handlers(app)
     install_database_error_handlers(app)
     # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
@@ -95,6 +94,6 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
-    bootstrap.mount_modules(app)
+    bootstrap.mount_modules(app, adapters)
     install_openapi(app)
     return app

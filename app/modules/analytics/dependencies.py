@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from app.modules.analytics import service
 from app.platform.config import Settings
-from app.platform.db import Database, ReadSession
+from app.platform.db import Database, PrimarySession, ReadSession
 from app.platform.schema import Moment
 
 # Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
@@ -135,6 +135,18 @@ async def _report_session(request: Request, read: ReadSession) -> AsyncIterator[
 
 
 ReportSession = Annotated[AsyncSession, Depends(_report_session, scope="function")]
+
+
+async def _reports(session: ReportSession) -> service.ReportsService:
+    return service.ReportsService(session)
+
+
+async def _ingestion(session: PrimarySession) -> service.IngestionService:
+    return service.IngestionService(session)
+
+
+Reports = Annotated[service.ReportsService, Depends(_reports)]
+Ingestion = Annotated[service.IngestionService, Depends(_ingestion)]
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
