@@ -197,7 +197,7 @@ def worker(
     settings = get_settings()
     configure_logging(settings)
     adapters = bootstrap.build_adapters(settings)
-    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
+    bootstrap.subscribe_listeners(settings, adapters=adapters)
     policy = DeliveryPolicy.from_settings(settings)
     if concurrency is not None:
         policy = dataclasses.replace(policy, concurrency=concurrency)
