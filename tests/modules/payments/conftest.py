@@ -14,10 +14,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app.bootstrap import use_payments_provider
 from app.modules.payments.interface import EVENTS, PaymentsEvent
+from app.modules.payments.models import Order, Payment
 from app.modules.payments.providers import (
     ChargeResult,
     FakePaymentProvider,
@@ -238,3 +239,27 @@ def flaky(app: FastAPI, provider: FakePaymentProvider) -> Interrupting:
     wrapper = Interrupting(provider)
     use_payments_provider(app, wrapper)
     return wrapper
+
+
+# --- checkout's helpers (test_checkout.py, test_checkout_keys.py) ---------------------------
+
+PROBLEM = "application/problem+json"
+
+
+def cart(
+    product: dict[str, Any], quantity: int = 1, pay_with: str = "tok_success"
+) -> dict[str, Any]:
+    return {
+        "items": [{"product_id": product["id"], "quantity": quantity}],
+        "payment_token": pay_with,
+    }
+
+
+async def orders_of(app: FastAPI, user_id: uuid.UUID) -> list[tuple[Order, Payment]]:
+    async with app.state.db.session() as session:
+        rows = await session.execute(
+            select(Order, Payment)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Order.user_id == user_id)
+        )
+        return [(o, p) for o, p in rows.all()]
