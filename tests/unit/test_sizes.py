@@ -26,10 +26,9 @@ KNOWN: dict[tuple[str, str | None], str] = {
     ),
     ("app/__main__.py", None): "the command line: one typer app per command group next",
     ("app/__main__.py", "worker"): "the command line: one typer app per command group next",
-    ("app/modules/payments/providers/fake.py", None): "the fake provider: ledger and webhooks",
-    ("app/platform/db/replica.py", "check"): "the replica monitor's probe",
-    ("app/platform/events/lanes.py", "_one"): "one delivery in a lane",
-    ("app/seed/events.py", "event_day"): "the seed's generator of one day of events",
+    ("app/seed/events.py", "event_day"): (
+        "the seed's inner loop over millions of rows: its locals are its speed"
+    ),
     (
         "tests/e2e/test_metrics_multiprocess.py",
         "test_two_workers_aggregate_and_dead_workers_are_dropped",
