@@ -43,14 +43,6 @@ KNOWN: dict[tuple[str, str | None], str] = {
     ): "a process journey",
     ("tests/monitoring/test_live.py", "live"): "the live monitoring stack's fixture",
     (
-        "tests/platform/db/test_replica_failover.py",
-        "test_replica_stopped_mid_reads_then_restarted",
-    ): "a fault journey",
-    (
-        "tests/platform/events/test_dispatch.py",
-        "test_failing_listener_backs_off_fails_and_resubmit_delivers",
-    ): "a delivery journey",
-    (
         "tests/platform/observability/test_http_series.py",
         "test_what_the_middleware_records_exposes_what_prometheus_client_would",
     ): "a comparison over every series",
