@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: help install run run-scaled serve db stop clean migrate lint fmt test test-fast check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag loadtest
+.PHONY: help install run run-scaled serve db stop clean migrate lint fmt test test-fast test-unit check-python bench-replica bench-events seed bench-bulkhead bench-http bench-http-instructions monitor module workshop kube-generate kube-render audit bench-sql-tag loadtest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,11 +92,18 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint ## lint, then every test against a throwaway primary + replica
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+# The unit layer (tests/unit: services against fakes, no database, seconds) runs first, so a
+# broken use case fails the run before PostgreSQL starts; the rest runs after it.
+test: lint ## lint, then the unit layer, then every other test against a throwaway primary + replica
+	$(PY) -m pytest -q -m unit tests/unit
+	$(PY) -m pytest -m "not unit" --durations=15 $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the tests alone, without lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+test-fast: $(STAMP) ## the tests alone, without lint (the unit layer first)
+	$(PY) -m pytest -q -m unit tests/unit
+	$(PY) -m pytest -m "not unit" $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## the unit layer alone: every module's services against fakes, no database
+	$(PY) -m pytest -q -m unit tests/unit
 
 bench-replica: $(STAMP) ## share of statements on the primary, replica routing on vs off (90% reads)
 	$(PY) -m bench.replica_routing $(BENCH_ARGS)

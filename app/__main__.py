@@ -197,7 +197,7 @@ def worker(
     settings = get_settings()
     configure_logging(settings)
     adapters = bootstrap.build_adapters(settings)
-    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
+    bootstrap.subscribe_listeners(settings, adapters=adapters)
     policy = DeliveryPolicy.from_settings(settings)
     if concurrency is not None:
         policy = dataclasses.replace(policy, concurrency=concurrency)
@@ -260,9 +260,8 @@ def payments_reconcile(
         adapters = bootstrap.build_adapters(settings)
         db = Database(settings)
         try:
-            return await service.reconcile(
-                db.session, adapters.payments_provider, settings, older_than=older_than
-            )
+            payments = service.ReconciliationService(db.session, settings, adapters.payments())
+            return await payments.reconcile(older_than=older_than)
         finally:
             await adapters.aclose()
             await db.dispose()

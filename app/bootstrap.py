@@ -1,14 +1,15 @@
 """The composition root: mounts each module's router, builds the adapters, wires listeners and jobs.
 
 This is the one place that knows every module; the modules know only each other's interfaces.
-Adapters (payment provider, email sender) are built here from settings and handed to the modules;
-tests hand fakes in through the same door (``create_app(settings, adapters=...)``).
+Adapters (payment provider, email sender, clock, id source) are built here from settings, once per
+process, and handed to the modules as their ports; tests hand fakes in through the same door
+(``create_app(settings, adapters=build_adapters(settings, payments_provider=fake))``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -24,16 +25,16 @@ from app.modules.auth.interface import (
 )
 from app.modules.auth.listeners import AuthListeners
 from app.modules.auth.router import router as auth_router
-from app.modules.auth.service import principal_is_current
+from app.modules.auth.service import AuthPorts, principal_is_current
 from app.modules.notifications.interface import NotificationRequested
 from app.modules.notifications.listeners import NotificationListeners
 from app.modules.notifications.mailbox import router as mailbox_router
 from app.modules.notifications.router import router as notifications_router
 from app.modules.notifications.senders import EmailSender, build_sender
-from app.modules.payments import service as payments
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.modules.payments.providers import FakePaymentProvider, PaymentProvider, WebhookTarget
 from app.modules.payments.router import router as payments_router
+from app.modules.payments.service import PaymentsPorts, ReconciliationService
 from app.modules.payments.service.cache import CACHE as PRODUCT_CACHE
 from app.modules.payments.service.cache import CHANNEL as PRODUCT_CHANNEL
 from app.platform.canary.probe import job_runner as canary_runner
@@ -42,6 +43,7 @@ from app.platform.events import REGISTRY, ListenerRegistry
 from app.platform.faults import ALLOWED_ENVIRONMENTS
 from app.platform.jobs import Job
 from app.platform.listen import ChannelListener, listen_dsn
+from app.platform.ports import Clock, IdSource, random_ids, system_clock
 
 MODULE_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
@@ -51,28 +53,20 @@ MODULE_ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
-def mount_modules(app: FastAPI) -> None:
-    for router in MODULE_ROUTERS:
-        app.include_router(router)
-    # The development mail capture (a captured link is a credential): never in production.
-    settings: Settings | None = getattr(app.state, "settings", None)
-    if settings is not None and settings.env in ALLOWED_ENVIRONMENTS:
-        app.include_router(mailbox_router)
-    bind_ports(app)
-
-
-def bind_ports(app: FastAPI) -> None:
-    """The ports the platform's dependencies call, bound to the module that answers them."""
-    # Admin and money routes ask auth whether a token was revoked (app/platform/security.py).
-    app.state.principal_check = principal_is_current
-
-
 @dataclass(frozen=True, slots=True)
 class Adapters:
     """What the modules reach the outside world through, one set per process."""
 
     payments_provider: PaymentProvider
     email_sender: EmailSender
+    clock: Clock = system_clock
+    ids: IdSource = random_ids
+
+    def payments(self) -> PaymentsPorts:
+        return PaymentsPorts(provider=self.payments_provider, clock=self.clock, ids=self.ids)
+
+    def auth(self) -> AuthPorts:
+        return AuthPorts(clock=self.clock, ids=self.ids)
 
     async def start(self) -> None:
         await self.payments_provider.start()
@@ -102,22 +96,58 @@ def build_payments_provider(settings: Settings) -> PaymentProvider:
     raise ValueError(f"no payment provider adapter named {settings.payments_provider!r}")
 
 
-def build_adapters(settings: Settings) -> Adapters:
+def build_adapters(
+    settings: Settings,
+    *,
+    payments_provider: PaymentProvider | None = None,
+    email_sender: EmailSender | None = None,
+    clock: Clock = system_clock,
+    ids: IdSource = random_ids,
+) -> Adapters:
+    """The adapters ``settings`` name; an adapter passed in (a test's fake) is used instead."""
     return Adapters(
-        payments_provider=build_payments_provider(settings), email_sender=build_sender(settings)
+        payments_provider=payments_provider or build_payments_provider(settings),
+        email_sender=email_sender or build_sender(settings),
+        clock=clock,
+        ids=ids,
     )
+
+
+def mount_modules(app: FastAPI, adapters: Adapters) -> None:
+    for router in MODULE_ROUTERS:
+        app.include_router(router)
+    # The development mail capture (a captured link is a credential): never in production.
+    settings: Settings | None = getattr(app.state, "settings", None)
+    if settings is not None and settings.env in ALLOWED_ENVIRONMENTS:
+        app.include_router(mailbox_router)
+    bind_ports(app, adapters)
+
+
+def bind_ports(app: FastAPI, adapters: Adapters) -> None:
+    """The ports the modules' and the platform's dependencies read, bound for this app."""
+    app.state.adapters = adapters
+    app.state.payments_ports = adapters.payments()
+    app.state.auth_ports = adapters.auth()
+    # Admin and money routes ask auth whether a token was revoked (app/platform/security.py).
+    app.state.principal_check = principal_is_current
+
+
+def use_payments_provider(app: FastAPI, provider: PaymentProvider) -> None:
+    """Rebind the app's payment provider (a test swapping in a fake, through the same door)."""
+    bind_ports(app, replace(app.state.adapters, payments_provider=provider))
 
 
 def worker_jobs(
     settings: Settings, adapters: Adapters, sessions: async_sessionmaker[AsyncSession]
 ) -> list[Job]:
     """The periodic jobs of ``python -m app worker``."""
+    payments = ReconciliationService(sessions, settings, adapters.payments())
 
     async def reconcile() -> None:
-        await payments.reconcile(sessions, adapters.payments_provider, settings)
+        await payments.reconcile()
 
     async def purge() -> None:
-        await payments.purge_expired_keys(sessions, settings)
+        await payments.purge_expired_keys()
 
     jobs = [
         Job("payments.reconcile", settings.payments_reconcile_interval_seconds, reconcile),
@@ -128,11 +158,14 @@ def worker_jobs(
     return jobs
 
 
-def app_jobs(sessions: async_sessionmaker[AsyncSession]) -> list[Job]:
+def app_jobs(
+    settings: Settings, adapters: Adapters, sessions: async_sessionmaker[AsyncSession]
+) -> list[Job]:
     """Periodic jobs of every API process: the gauges its /metrics serves."""
+    payments = ReconciliationService(sessions, settings, adapters.payments())
 
     async def observe() -> None:
-        await payments.observe_pending(sessions)
+        await payments.observe_pending()
 
     return [Job("payments.observe_pending", 15.0, observe, first_after_seconds=15.0)]
 
@@ -142,9 +175,12 @@ def subscribe_listeners(
     registry: ListenerRegistry = REGISTRY,
     *,
     sender: EmailSender | None = None,
+    adapters: Adapters | None = None,
 ) -> None:
     """Subscribe every module's listeners (again: idempotent, the last settings win)."""
-    auth = AuthListeners(settings)
+    if adapters is not None:
+        sender = sender or adapters.email_sender
+    auth = AuthListeners(settings, adapters.auth() if adapters is not None else None)
     registry.subscribe(
         PasswordResetAsked, auth.on_password_reset_asked, name="auth.issue_password_reset"
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -27,10 +27,47 @@ log = get_logger("app")
 def create_app(
     settings: Settings | None = None, adapters: bootstrap.Adapters | None = None
 ) -> FastAPI:
+    """The app on ``settings``, reaching the outside through ``adapters`` (built from the
+    settings by the composition root unless a test hands its fakes in)."""
     settings = settings or get_settings()
     configure_logging(settings)
     adapters = adapters or bootstrap.build_adapters(settings)
-    bootstrap.subscribe_listeners(settings, sender=adapters.email_sender)
+    bootstrap.subscribe_listeners(settings, adapters=adapters)
+    app = FastAPI(
+        title="SaaS backend",
+        version="0.1.0",
+        summary="A modular monolith: auth, payments, notifications and analytics.",
+        lifespan=_lifespan(settings, adapters),
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_database_error_handlers(app)
+    # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
+    # line): outermost, so it sees the final status of everything inside.
+    app.add_middleware(
+        PlatformMiddleware,
+        router=app.router,
+        max_body_bytes=settings.max_body_bytes,
+        cookie_max_age=int(settings.db_read_your_writes_seconds),
+        secure_cookies=not settings.is_dev,
+        metrics=settings.http_metrics,
+        access_log=settings.access_log,
+        slow_fault_seconds=settings.faults_slow_response_seconds,
+    )
+    app.include_router(health.router)
+    app.include_router(metrics_endpoint.router)
+    bootstrap.mount_modules(app, adapters)
+    install_openapi(app)
+    return app
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(settings: Settings, adapters: bootstrap.Adapters) -> Lifespan:
+    """The process's life beside its requests: databases, adapters, jobs, the dispatcher."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +75,8 @@ def create_app(
         await app.state.db.monitors.start()
         await adapters.start()
         stop_jobs = asyncio.Event()
-        jobs = asyncio.create_task(run_jobs(bootstrap.app_jobs(app.state.db.session), stop_jobs))
+        app_jobs = bootstrap.app_jobs(settings, adapters, app.state.db.session)
+        jobs = asyncio.create_task(run_jobs(app_jobs, stop_jobs))
         dispatcher: asyncio.Task[None] | None = None
         if settings.events_dispatcher_enabled:
             app.state.dispatcher = Dispatcher(settings, name="app-dispatcher")
@@ -66,34 +104,4 @@ def create_app(
             await app.state.db.dispose()
             log.info("shutdown")
 
-    app = FastAPI(
-        title="SaaS backend",
-        version="0.1.0",
-        summary="A modular monolith: auth, payments, notifications and analytics.",
-        lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    app.state.settings = settings
-    app.state.adapters = adapters
-    app.state.payments_provider = adapters.payments_provider
-    install_error_handlers(app)
-    install_database_error_handlers(app)
-    # The platform's one ASGI layer (request ids, metrics, body limit, consistency token, access
-    # line): outermost, so it sees the final status of everything inside.
-    app.add_middleware(
-        PlatformMiddleware,
-        router=app.router,
-        max_body_bytes=settings.max_body_bytes,
-        cookie_max_age=int(settings.db_read_your_writes_seconds),
-        secure_cookies=not settings.is_dev,
-        metrics=settings.http_metrics,
-        access_log=settings.access_log,
-        slow_fault_seconds=settings.faults_slow_response_seconds,
-    )
-
-    app.include_router(health.router)
-    app.include_router(metrics_endpoint.router)
-    bootstrap.mount_modules(app)
-    install_openapi(app)
-    return app
+    return lifespan

@@ -57,6 +57,7 @@ def test_a_scaffolded_module_passes_lint_boundaries_and_its_tests(tree: Path) ->
     assert "inventory_router" in (tree / "app/bootstrap.py").read_text()
     assert list((tree / "migrations/versions").glob("*_inventory_tables.py"))
     assert (tree / "docs/inventory.md").read_text().count("## Runbook") == 1
+    assert (tree / "tests/unit/inventory/test_service.py").is_file()
 
     for check in (
         [str(BIN / "ruff"), "check", "."],
@@ -81,6 +82,7 @@ def test_a_scaffolded_module_passes_lint_boundaries_and_its_tests(tree: Path) ->
         "-p",
         "no:cacheprovider",
         "tests/modules/inventory",
+        "tests/unit/inventory",
         "tests/test_migrations.py",
         "tests/test_architecture.py",
         timeout=600,

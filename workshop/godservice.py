@@ -16,8 +16,7 @@ from fastapi import APIRouter, Response, status
 
 from app.modules.notifications.rendering import RENDERER
 from app.modules.notifications.senders import Email, build_sender
-from app.modules.payments import service
-from app.modules.payments.dependencies import AppSettings, IdempotencyKey, Provider, Sessions
+from app.modules.payments.dependencies import AppSettings, Checkout, IdempotencyKey
 from app.modules.payments.schemas import CheckoutRequest
 from app.platform.web.security import CurrentPrincipal
 
@@ -29,14 +28,11 @@ async def checkout_coupled(
     body: CheckoutRequest,
     principal: CurrentPrincipal,
     key: IdempotencyKey,
-    sessions: Sessions,
-    provider: Provider,
+    checkouts: Checkout,
     settings: AppSettings,
 ) -> Response:
     """Checkout, then the receipt inside the same request (the coupling the outbox removes)."""
-    result = await service.checkout(
-        sessions, provider, settings, user_id=principal.user_id, key=key, request=body
-    )
+    result = await checkouts.checkout(user_id=principal.user_id, key=key, request=body)
     if result.status < 300 and not result.replayed:
         order = json.loads(result.body)
         receipt = RENDERER.render(

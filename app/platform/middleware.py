@@ -55,7 +55,7 @@ from app.platform.errors import (
 )
 from app.platform.observability.context import PLATFORM, ObservationScope, activate, deactivate
 from app.platform.observability.http import RouteResolver, final_status, log_access
-from app.platform.observability.http_series import DURATION_BOUNDS
+from app.platform.observability.http_series import DURATION_BOUNDS, MethodSeries
 from app.platform.web.problems import ProblemRaised, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -199,6 +199,23 @@ class _Exchange(ObservationScope):
         return message
 
 
+def _read_headers(scope: Scope) -> tuple[str, bytes, bytes | None]:
+    """(the request id, as text and as bytes; the declared Content-Length) in one pass over the
+    headers (names arrive lower-cased). A missing or insane request id is replaced by a new one."""
+    incoming: bytes | None = None
+    declared: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_RAW:
+            if incoming is None:
+                incoming = value
+        elif name == _CONTENT_LENGTH_RAW and declared is None:
+            declared = value
+    if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming.decode(), incoming, declared
+    request_id = uuid.uuid4().hex
+    return request_id, request_id.encode(), declared
+
+
 def _too_large(limit: int) -> str:
     return f"The request body exceeds the limit of {limit} bytes"
 
@@ -236,94 +253,101 @@ class PlatformMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # One pass over the headers for the two this layer reads (names arrive lower-cased).
-        incoming: bytes | None = None
-        declared: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == _REQUEST_ID_RAW:
-                if incoming is None:
-                    incoming = value
-            elif name == _CONTENT_LENGTH_RAW and declared is None:
-                declared = value
-        if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
-            request_id = incoming.decode()
-        else:
-            request_id = uuid.uuid4().hex
-            incoming = request_id.encode()
+        request_id, incoming, declared = _read_headers(scope)
         state: dict[str, object] = scope.setdefault("state", {})
         state["request_id"] = request_id
         exchange = _Exchange(
             request_id, incoming, state, self.max_body_bytes, self.cookie_attributes, receive, send
         )
-        resolver = self.resolver
-        if resolver is not None:
-            # The usual case inline: a parameter-free route this process has seen already, the
-            # routes unchanged since (RouteResolver's memo) and no root path.
-            routes = resolver.router.routes
-            series = (
-                resolver.memo.get((scope["path"], scope["method"]))
-                if routes is resolver.routes
-                and len(routes) == resolver.count
-                and not scope.get("root_path")
-                else None
-            ) or resolver(scope)
-            exchange.module, exchange.route = series.module, series.route
-            if self.metrics:
-                if series.shared is None:
-                    series.started += 1
-                else:
-                    series.shared.enter()
-            started = perf_counter()
-        else:
-            exchange.observed = False
+        series = self._enter(scope, exchange)
+        started = perf_counter()
         # In context for the whole request: its id on every log line, and its observation.
         current = activate(exchange)
         failure: BaseException | None = None
         try:
-            nul = _nul_location(scope)
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                error = PayloadTooLarge(_too_large(self.max_body_bytes))
-                await self._answer(scope, receive, exchange, error)
-            elif nul is not None:
-                await self._answer(scope, receive, exchange, nul_refused(nul))
-            else:
-                try:
-                    if not (_SWITCHES and await self._faulted(scope, receive, exchange)):
-                        await self.app(scope, exchange.receive, exchange.send)
-                except Exception:
-                    log.exception(
-                        "unhandled exception", path=scope.get("path"), method=scope.get("method")
-                    )
-                    if exchange.status:
-                        raise  # mid-response: the server can only drop the connection
-                    await self._answer(scope, receive, exchange, AppError())
+            await self._serve(scope, receive, exchange, declared)
         except BaseException as exc:
             failure = exc
             raise
         finally:
             deactivate(current)
-            if resolver is not None:
-                duration = perf_counter() - started
-                status = exchange.status
-                if failure is not None or exchange.disconnected or not status:
-                    status = final_status(status, exchange.disconnected, failure)
-                if self.metrics:
-                    # One process: http_series.MethodSeries's values, written in place here and
-                    # nowhere else (no call a request; ~0.15 µs less in a tight loop).
-                    if series.shared is None:
-                        statuses = series.statuses
-                        try:
-                            statuses[status] += 1
-                        except KeyError:
-                            statuses[status] = 1
-                        series.counts[bisect_left(DURATION_BOUNDS, duration)] += 1
-                        series.total += duration
-                        if exchange.queries:
-                            series.owner.add_queries(exchange.queries)
-                    else:
-                        series.shared.record(status, duration, exchange.queries)
-                if self.access_log:
-                    log_access(request_id, scope, series, status, duration, exchange.queries)
+            if series is not None:
+                self._record(scope, exchange, series, perf_counter() - started, failure)
+
+    def _enter(self, scope: Scope, exchange: _Exchange) -> MethodSeries | None:
+        """The route's series (its in-flight count raised), or None when nothing is observed."""
+        resolver = self.resolver
+        if resolver is None:
+            exchange.observed = False
+            return None
+        # The usual case inline: a parameter-free route this process has seen already, the
+        # routes unchanged since (RouteResolver's memo) and no root path.
+        routes = resolver.router.routes
+        series = (
+            resolver.memo.get((scope["path"], scope["method"]))
+            if routes is resolver.routes
+            and len(routes) == resolver.count
+            and not scope.get("root_path")
+            else None
+        ) or resolver(scope)
+        exchange.module, exchange.route = series.module, series.route
+        if self.metrics:
+            if series.shared is None:
+                series.started += 1
+            else:
+                series.shared.enter()
+        return series
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, exchange: _Exchange, declared: bytes | None
+    ) -> None:
+        """Refuse what is refused before the app (too large, NUL), else run the app; an
+        unhandled exception before the response started becomes a 500 problem."""
+        nul = _nul_location(scope)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            error = PayloadTooLarge(_too_large(self.max_body_bytes))
+            await self._answer(scope, receive, exchange, error)
+            return
+        if nul is not None:
+            await self._answer(scope, receive, exchange, nul_refused(nul))
+            return
+        try:
+            if not (_SWITCHES and await self._faulted(scope, receive, exchange)):
+                await self.app(scope, exchange.receive, exchange.send)
+        except Exception:
+            log.exception("unhandled exception", path=scope.get("path"), method=scope.get("method"))
+            if exchange.status:
+                raise  # mid-response: the server can only drop the connection
+            await self._answer(scope, receive, exchange, AppError())
+
+    def _record(
+        self,
+        scope: Scope,
+        exchange: _Exchange,
+        series: MethodSeries,
+        duration: float,
+        failure: BaseException | None,
+    ) -> None:
+        status = exchange.status
+        if failure is not None or exchange.disconnected or not status:
+            status = final_status(status, exchange.disconnected, failure)
+        if self.metrics:
+            # One process: http_series.MethodSeries's values, written in place here and
+            # nowhere else (no call a request; ~0.15 µs less in a tight loop).
+            if series.shared is None:
+                statuses = series.statuses
+                try:
+                    statuses[status] += 1
+                except KeyError:
+                    statuses[status] = 1
+                series.counts[bisect_left(DURATION_BOUNDS, duration)] += 1
+                series.total += duration
+                if exchange.queries:
+                    series.owner.add_queries(exchange.queries)
+            else:
+                series.shared.record(status, duration, exchange.queries)
+        if self.access_log:
+            log_access(exchange.request_id, scope, series, status, duration, exchange.queries)
 
     async def _faulted(self, scope: Scope, receive: Receive, exchange: _Exchange) -> bool:
         """Suffer the platform's switched-on faults; whether the request was answered here."""

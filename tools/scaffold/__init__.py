@@ -161,6 +161,10 @@ def create(root: Path, name: str) -> list[Path]:
     tests = root / "tests" / "modules" / name
     written.append(_write(tests / "__init__.py", ""))
     written.append(_write(tests / "test_api.py", _render("test_api.py.tmpl", values)))
+    # The unit layer: its use cases against fakes of their ports, no database.
+    unit = root / "tests" / "unit" / name
+    written.append(_write(unit / "__init__.py", ""))
+    written.append(_write(unit / "test_service.py", _render("test_service.py.tmpl", values)))
     written.append(_write(root / "docs" / f"{name}.md", _render("doc.md.tmpl", values)))
     written.append(_migration(plan))
     written.append(_register_contracts(plan))

@@ -15,7 +15,7 @@ from app.modules.analytics import service
 from app.platform.config import Settings
 from app.platform.db import AsyncReadSession, Database
 from app.platform.schema import Moment
-from app.platform.web.sessions import ReadSession
+from app.platform.web.sessions import PrimarySession, ReadSession
 
 # Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, and that hop (a thread wake-up and two GIL hand-overs) is what a request waits longest
@@ -135,6 +135,18 @@ async def _report_session(request: Request, read: ReadSession) -> AsyncIterator[
 
 
 ReportSession = Annotated[AsyncReadSession, Depends(_report_session, scope="function")]
+
+
+async def _reports(session: ReportSession) -> service.ReportsService:
+    return service.ReportsService(session)
+
+
+async def _ingestion(session: PrimarySession) -> service.IngestionService:
+    return service.IngestionService(session)
+
+
+Reports = Annotated[service.ReportsService, Depends(_reports)]
+Ingestion = Annotated[service.IngestionService, Depends(_ingestion)]
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

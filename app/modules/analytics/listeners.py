@@ -8,23 +8,24 @@ the publishing transaction), not when the delivery ran.
 
 from __future__ import annotations
 
-from app.modules.analytics import service
+from app.modules.analytics.service import FactsService
 from app.modules.auth.interface import EmailVerified, UserSignedUp
 from app.modules.payments.interface import OrderPaid, PaymentFailed
 from app.platform.events import Delivery
 
 
 async def on_user_signed_up(event: UserSignedUp, delivery: Delivery) -> None:
-    await service.record_signup_started(delivery.session, event.user_id, delivery.published_at)
+    await FactsService(delivery.session).record_signup_started(event.user_id, delivery.published_at)
 
 
 async def on_email_verified(event: EmailVerified, delivery: Delivery) -> None:
-    await service.record_signup_verified(delivery.session, event.user_id, delivery.published_at)
+    await FactsService(delivery.session).record_signup_verified(
+        event.user_id, delivery.published_at
+    )
 
 
 async def on_order_paid(event: OrderPaid, delivery: Delivery) -> None:
-    await service.record_checkout(
-        delivery.session,
+    await FactsService(delivery.session).record_checkout(
         order_id=event.order_id,
         user_id=event.user_id,
         paid=True,
@@ -35,8 +36,7 @@ async def on_order_paid(event: OrderPaid, delivery: Delivery) -> None:
 
 
 async def on_payment_failed(event: PaymentFailed, delivery: Delivery) -> None:
-    await service.record_checkout(
-        delivery.session,
+    await FactsService(delivery.session).record_checkout(
         order_id=event.order_id,
         user_id=event.user_id,
         paid=False,

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 
-from app.modules.analytics import service
 from app.modules.analytics.dependencies import (
     BatchKey,
     BulkheadRoute,
+    Ingestion,
     Limits,
-    ReportSession,
+    Reports,
     Window,
     report_slot,
 )
@@ -24,7 +24,6 @@ from app.modules.analytics.schemas import (
     SearchTermsReport,
 )
 from app.platform.web.security import AdminPrincipal, OptionalPrincipal
-from app.platform.web.sessions import PrimarySession
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 # A full bulkhead refuses a report before anything else runs (BulkheadRoute). Otherwise the
@@ -54,7 +53,7 @@ async def ingest_events(
     batch: EventBatch,
     principal: OptionalPrincipal,
     key: BatchKey,
-    session: PrimarySession,
+    ingestion: Ingestion,
     limits: Limits,
     background: BackgroundTasks,
     response: Response,
@@ -65,8 +64,7 @@ async def ingest_events(
     `Idempotency-Key`, a retried batch is stored once and answered as the first time (with
     `Idempotent-Replayed: true`).
     """
-    result = await service.ingest(
-        session,
+    result = await ingestion.ingest(
         batch.events,
         user_id=principal.user_id if principal else None,
         anonymous_id=batch.anonymous_id,
@@ -76,7 +74,7 @@ async def ingest_events(
     if result.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     # Background tasks run after the response, so after the commit: only stored events count.
-    background.add_task(service.count_stored, result.counts)
+    background.add_task(ingestion.count_stored, result.counts)
     return BatchAccepted(accepted=result.accepted)
 
 
@@ -90,11 +88,11 @@ async def funnel_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("funnel")],
-    session: ReportSession,
+    service: Reports,
     interval: Annotated[Interval, Query()] = "day",
 ) -> FunnelReport:
     """Signup completion, checkout success and search-to-click per interval (admin)."""
-    return await service.funnel(session, window.start, window.end, interval, window.timeout_ms)
+    return await service.funnel(window.start, window.end, interval, window.timeout_ms)
 
 
 @reports.get(
@@ -107,13 +105,11 @@ async def search_terms_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("search_terms")],
-    session: ReportSession,
+    service: Reports,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> SearchTermsReport:
     """The most frequent search terms in the window, with how many found nothing (admin)."""
-    return await service.top_search_terms(
-        session, window.start, window.end, limit, window.timeout_ms
-    )
+    return await service.top_search_terms(window.start, window.end, limit, window.timeout_ms)
 
 
 @reports.get(
@@ -126,13 +122,11 @@ async def clicked_products_report(
     _: AdminPrincipal,
     window: Window,
     _slot: Annotated[None, report_slot("clicked_products")],
-    session: ReportSession,
+    service: Reports,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ClickedProductsReport:
     """The products most clicked from search results in the window (admin)."""
-    return await service.most_clicked_products(
-        session, window.start, window.end, limit, window.timeout_ms
-    )
+    return await service.most_clicked_products(window.start, window.end, limit, window.timeout_ms)
 
 
 router.include_router(reports)

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.modules.auth.passwords import Passwords
-from app.modules.auth.service import AuthService
+from app.modules.auth.service import AuthPorts, AuthService, UsersReader
 from app.platform.config import Settings
 from app.platform.ratelimit import Network, RateLimiter, client_address, parse_networks
-from app.platform.web.sessions import PrimarySession
+from app.platform.web.sessions import PrimarySession, ReadSession
 
 
 def _passwords(request: Request) -> Passwords:
@@ -22,12 +22,27 @@ def _passwords(request: Request) -> Passwords:
     return passwords
 
 
+def _ports(request: Request) -> AuthPorts:
+    # Bound by the composition root (app/bootstrap.py); an app built without it gets the defaults.
+    ports: AuthPorts = getattr(request.app.state, "auth_ports", None) or AuthPorts()
+    return ports
+
+
 def _service(request: Request, session: PrimarySession) -> AuthService:
     settings: Settings = request.app.state.settings
     db = request.app.state.db
     return AuthService(
-        session, settings, _passwords(request), RateLimiter(db.primary), sessions=db.session
+        session,
+        settings,
+        _passwords(request),
+        RateLimiter(db.primary),
+        sessions=db.session,
+        ports=_ports(request),
     )
+
+
+async def _reader(session: ReadSession) -> UsersReader:
+    return UsersReader(session)
 
 
 def _trusted_proxies(request: Request) -> tuple[Network, ...]:
@@ -45,4 +60,5 @@ def client_ip(request: Request) -> str:
 
 
 Auth = Annotated[AuthService, Depends(_service)]
+Users = Annotated[UsersReader, Depends(_reader)]
 ClientIp = Annotated[str, Depends(client_ip)]

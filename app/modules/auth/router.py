@@ -8,14 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from app.modules.auth import schemas
-from app.modules.auth.dependencies import Auth, ClientIp
+from app.modules.auth.dependencies import Auth, ClientIp, Users
 from app.modules.auth.models import User
-from app.modules.auth.repository import UserReads
 from app.modules.auth.service import TokenPair
-from app.platform.errors import NotFound
-from app.platform.pagination import MAX_CURSOR_LENGTH, decode_cursor, encode_cursor
+from app.platform.pagination import MAX_CURSOR_LENGTH
 from app.platform.web.security import AdminPrincipal, CurrentPrincipal, FreshPrincipal
-from app.platform.web.sessions import ReadSession
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -101,12 +98,9 @@ async def logout(body: schemas.RefreshIn, auth: Auth) -> None:
 
 
 @router.get("/me", responses={404: {"description": "the account no longer exists"}})
-async def me(principal: CurrentPrincipal, session: ReadSession) -> schemas.UserOut:
+async def me(principal: CurrentPrincipal, users: Users) -> schemas.UserOut:
     """The signed-in user."""
-    user = await UserReads(session).user_by_id(principal.user_id)
-    if user is None:
-        raise NotFound("The account no longer exists")
-    return _user(user)
+    return _user(await users.current_user(principal.user_id))
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
@@ -141,14 +135,12 @@ async def confirm_password_reset(body: schemas.ResetConfirmIn, auth: Auth) -> No
 @router.get("/users")
 async def list_users(
     _: AdminPrincipal,
-    session: ReadSession,
+    users: Users,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> schemas.UserPage:
     """Users, oldest first (admin only); pass ``next_cursor`` back as ``cursor`` for more."""
-    users = await UserReads(session).list_users(limit + 1, decode_cursor(cursor))
-    page = users[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(users) > limit else None
+    page, next_cursor = await users.list_users(limit=limit, cursor=cursor)
     return schemas.UserPage(items=[_user(u) for u in page], next_cursor=next_cursor)
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,14 +38,87 @@ class InboxPage:
     unread_count: int
 
 
+class NotificationsRepository(Protocol):
+    """The queries the use cases run (``app.modules.notifications.repository``; unit tests fake
+    it in memory)."""
+
+    async def add_notification(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        template: str,
+        subject: str,
+        body: str,
+        source_key: str | None,
+    ) -> tuple[Notification, bool]: ...
+
+    async def email_already_sent(
+        self, session: AsyncSession, notification_id: uuid.UUID
+    ) -> bool: ...
+
+    async def add_attempt(
+        self,
+        session: AsyncSession,
+        *,
+        notification_id: uuid.UUID,
+        channel: str,
+        recipient: str | None,
+        backend: str,
+        status: str,
+        detail: str | None = None,
+    ) -> None: ...
+
+    async def page_for_user(
+        self,
+        session: AsyncReadSession,
+        user_id: uuid.UUID,
+        *,
+        unread_only: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Notification]: ...
+
+    async def count_unread(self, session: AsyncReadSession, user_id: uuid.UUID) -> int: ...
+
+    async def mark_read(
+        self, session: AsyncSession, notification_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Notification | None: ...
+
+    async def mark_all_read(self, session: AsyncSession, user_id: uuid.UUID) -> int: ...
+
+    async def preferences(
+        self, session: AsyncReadSession, user_id: uuid.UUID
+    ) -> dict[str, bool]: ...
+
+    async def email_enabled(
+        self, session: AsyncSession, user_id: uuid.UUID, category: str
+    ) -> bool: ...
+
+    async def set_preferences(
+        self, session: AsyncSession, user_id: uuid.UUID, email: dict[str, bool]
+    ) -> None: ...
+
+    async def remember_recipient(
+        self, session: AsyncSession, user_id: uuid.UUID, email: str
+    ) -> None: ...
+
+    async def recipient_email(
+        self, session: AsyncReadSession, user_id: uuid.UUID
+    ) -> str | None: ...
+
+
 class NotificationReader:
     """The reads of the inbox and preferences: on the read session or the primary's."""
 
-    def __init__(self, session: AsyncReadSession) -> None:
+    def __init__(
+        self, session: AsyncReadSession, *, repo: NotificationsRepository = repository
+    ) -> None:
         self.session = session
+        self.repo = repo
 
     async def recipient_email(self, user_id: uuid.UUID) -> str | None:
-        return await repository.recipient_email(self.session, user_id)
+        return await self.repo.recipient_email(self.session, user_id)
 
     async def inbox(
         self,
@@ -54,21 +128,22 @@ class NotificationReader:
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
     ) -> InboxPage:
-        rows = await repository.page_for_user(
+        rows = await self.repo.page_for_user(
             self.session, user_id, unread_only=unread_only, after=after, limit=limit + 1
         )
         items, more = rows[:limit], len(rows) > limit
         next_after = (items[-1].created_at, items[-1].id) if more and items else None
-        unread = await repository.count_unread(self.session, user_id)
+        unread = await self.repo.count_unread(self.session, user_id)
         return InboxPage(items=items, next_after=next_after, unread_count=unread)
 
     async def preferences(self, user_id: uuid.UUID) -> dict[str, bool]:
-        stored = await repository.preferences(self.session, user_id)
+        stored = await self.repo.preferences(self.session, user_id)
         return {category: stored.get(category, True) for category in OPTIONAL_CATEGORIES}
 
 
 class NotificationService(NotificationReader):
-    """Every use case of notifications, writes included: on the primary session only."""
+    """The inbox and email of one session (the request's, or a delivery's), with its sender:
+    every use case, writes included, on the primary session only."""
 
     session: AsyncSession
 
@@ -78,8 +153,9 @@ class NotificationService(NotificationReader):
         *,
         sender: EmailSender | None = None,
         renderer: Renderer = RENDERER,
+        repo: NotificationsRepository = repository,
     ) -> None:
-        super().__init__(session)
+        super().__init__(session, repo=repo)
         self.session = session
         self.sender = sender
         self.renderer = renderer
@@ -100,7 +176,7 @@ class NotificationService(NotificationReader):
         send; the notification and the attempt stay in the session.
         """
         rendered = self.renderer.render(template, context)
-        notification, created = await repository.add_notification(
+        notification, created = await self.repo.add_notification(
             self.session,
             user_id=user_id,
             template=template,
@@ -112,10 +188,10 @@ class NotificationService(NotificationReader):
             NOTIFICATIONS_CREATED.labels(template=template).inc()
         if email is None:
             return Notified(notification, created, "none")
-        if not created and await repository.email_already_sent(self.session, notification.id):
+        if not created and await self.repo.email_already_sent(self.session, notification.id):
             return Notified(notification, created, "already_sent")
         category = CATALOG[template].category
-        if category is not None and not await repository.email_enabled(
+        if category is not None and not await self.repo.email_enabled(
             self.session, user_id, category
         ):
             await self._record(notification, email, "skipped", f"{category} turned off")
@@ -144,7 +220,7 @@ class NotificationService(NotificationReader):
     async def _record(
         self, notification: Notification, email: str, status: str, detail: str | None
     ) -> None:
-        await repository.add_attempt(
+        await self.repo.add_attempt(
             self.session,
             notification_id=notification.id,
             channel="email",
@@ -155,17 +231,17 @@ class NotificationService(NotificationReader):
         )
 
     async def remember_recipient(self, user_id: uuid.UUID, email: str) -> None:
-        await repository.remember_recipient(self.session, user_id, email)
+        await self.repo.remember_recipient(self.session, user_id, email)
 
     async def mark_read(self, user_id: uuid.UUID, notification_id: uuid.UUID) -> Notification:
-        notification = await repository.mark_read(self.session, notification_id, user_id)
+        notification = await self.repo.mark_read(self.session, notification_id, user_id)
         if notification is None:
             # Someone else's notification is indistinguishable from a missing one.
             raise NotFound("No such notification")
         return notification
 
     async def mark_all_read(self, user_id: uuid.UUID) -> int:
-        return await repository.mark_all_read(self.session, user_id)
+        return await self.repo.mark_all_read(self.session, user_id)
 
     async def set_preferences(self, user_id: uuid.UUID, email: dict[str, bool]) -> dict[str, bool]:
         unknown = sorted(set(email) - set(OPTIONAL_CATEGORIES))
@@ -182,5 +258,5 @@ class NotificationService(NotificationReader):
                     for c in unknown
                 ],
             )
-        await repository.set_preferences(self.session, user_id, email)
+        await self.repo.set_preferences(self.session, user_id, email)
         return {**(await self.preferences(user_id)), **email}

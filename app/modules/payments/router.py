@@ -7,8 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.modules.payments import service
-from app.modules.payments.dependencies import AppSettings, IdempotencyKey, Provider, Sessions
+from app.modules.payments.dependencies import (
+    Catalog,
+    CatalogReader,
+    Checkout,
+    IdempotencyKey,
+    Orders,
+    Refunds,
+    Webhooks,
+)
 from app.modules.payments.providers.signing import SIGNATURE_HEADER
 from app.modules.payments.schemas import (
     CheckoutRequest,
@@ -33,7 +40,6 @@ from app.platform.web.security import (
     FreshPrincipal,
     OptionalPrincipal,
 )
-from app.platform.web.sessions import PrimarySession, ReadSession
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -47,31 +53,31 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 @router.post("/products", status_code=status.HTTP_201_CREATED)
 async def create_product(
-    body: ProductCreate, session: PrimarySession, _admin: AdminPrincipal
+    body: ProductCreate, catalog: Catalog, _admin: AdminPrincipal
 ) -> ProductOut:
     """Add a product to the catalog (admins)."""
-    return await service.create_product(session, body)
+    return await catalog.create_product(body)
 
 
 @router.patch("/products/{product_id}")
 async def update_product(
-    product_id: uuid.UUID, body: ProductUpdate, session: PrimarySession, _admin: AdminPrincipal
+    product_id: uuid.UUID, body: ProductUpdate, catalog: Catalog, _admin: AdminPrincipal
 ) -> ProductOut:
     """Change a product (admins). Orders already placed keep the name and price they had."""
-    return await service.update_product(session, product_id, body)
+    return await catalog.update_product(product_id, body)
 
 
 @router.delete("/products/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def deactivate_product(
-    product_id: uuid.UUID, session: PrimarySession, _admin: AdminPrincipal
+    product_id: uuid.UUID, catalog: Catalog, _admin: AdminPrincipal
 ) -> None:
     """Take a product off sale (admins); it stays in the history of past orders."""
-    await service.deactivate_product(session, product_id)
+    await catalog.deactivate_product(product_id)
 
 
 @router.get("/products")
 async def list_products(
-    session: ReadSession,
+    catalog: CatalogReader,
     principal: OptionalPrincipal,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -81,8 +87,7 @@ async def list_products(
     include_inactive: Annotated[bool, Query(description="admins only")] = False,
 ) -> ProductPage:
     """The catalog, newest first, from the read replica."""
-    return await service.list_products(
-        session,
+    return await catalog.list_products(
         limit=limit,
         cursor=cursor,
         include_inactive=include_inactive and principal is not None and principal.has_role("admin"),
@@ -94,22 +99,22 @@ async def list_products(
 
 @router.get("/products/search")
 async def search_products(
-    session: ReadSession,
+    catalog: CatalogReader,
     q: Annotated[str, Query(min_length=1, max_length=200, description="web search syntax")],
     limit: Limit = 20,
 ) -> SearchResult:
     """Full-text search over names (weighted higher) and descriptions, best match first."""
-    return await service.search_products(session, q, limit=limit)
+    return await catalog.search_products(q, limit=limit)
 
 
 @router.get("/products/{product_id}")
 async def get_product(
-    product_id: uuid.UUID, session: ReadSession, principal: OptionalPrincipal
+    product_id: uuid.UUID, catalog: CatalogReader, principal: OptionalPrincipal
 ) -> ProductOut:
     """One product; an inactive one only for admins."""
     is_admin = principal is not None and principal.has_role("admin")
     reader = principal.user_id if principal is not None else None
-    return await service.get_product(session, product_id, include_inactive=is_admin, reader=reader)
+    return await catalog.get_product(product_id, include_inactive=is_admin, reader=reader)
 
 
 # --- checkout --------------------------------------------------------------------------------
@@ -133,17 +138,13 @@ async def checkout(
     body: CheckoutRequest,
     principal: FreshPrincipal,
     key: IdempotencyKey,
-    sessions: Sessions,
-    provider: Provider,
-    settings: AppSettings,
+    checkouts: Checkout,
 ) -> Response:
     """Buy the cart: create the order at today's prices and charge it, once per Idempotency-Key.
 
     Retrying with the same key and body returns the first response byte for byte.
     """
-    result = await service.checkout(
-        sessions, provider, settings, user_id=principal.user_id, key=key, request=body
-    )
+    result = await checkouts.checkout(user_id=principal.user_id, key=key, request=body)
     headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
     if result.status >= 400:
         # A stored answer from before problems named their request gets this request's id.
@@ -157,21 +158,19 @@ async def checkout(
 
 @router.get("/orders")
 async def list_orders(
-    session: PrimarySession, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
+    orders: Orders, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
 ) -> OrderPage:
     """The caller's orders, newest first, with their items.
 
     Read on the primary: a buyer expects the order they just placed to be listed.
     """
-    return await service.list_orders(session, principal.user_id, limit=limit, cursor=cursor)
+    return await orders.list_orders(principal.user_id, limit=limit, cursor=cursor)
 
 
 @router.get("/orders/{order_id}")
-async def get_order(
-    order_id: uuid.UUID, session: PrimarySession, principal: CurrentPrincipal
-) -> OrderOut:
+async def get_order(order_id: uuid.UUID, orders: Orders, principal: CurrentPrincipal) -> OrderOut:
     """One of the caller's orders (another user's is 404)."""
-    return await service.get_order(session, principal.user_id, order_id)
+    return await orders.get_order(principal.user_id, order_id)
 
 
 @router.post(
@@ -187,20 +186,15 @@ async def refund_order(
     order_id: uuid.UUID,
     body: RefundRequest,
     response: Response,
-    sessions: Sessions,
+    refunds: Refunds,
     principal: FreshPrincipal,
     key: IdempotencyKey,
-    provider: Provider,
-    settings: AppSettings,
 ) -> RefundOut:
     """Refund all or part of a paid order (its buyer, or an admin for any order).
 
     A retry with the same Idempotency-Key returns the first refund instead of refunding again.
     """
-    outcome = await service.refund_order(
-        sessions,
-        provider,
-        settings,
+    outcome = await refunds.refund_order(
         order_id=order_id,
         user_id=None if principal.has_role("admin") else principal.user_id,
         key=key,
@@ -223,13 +217,12 @@ async def refund_order(
 )
 async def provider_webhook(
     request: Request,
-    session: PrimarySession,
-    settings: AppSettings,
+    webhooks: Webhooks,
     signature: Annotated[
         str | None, required_header(SIGNATURE_HEADER, "t=<unix time>,v1=<hex HMAC-SHA256>")
     ] = None,
 ) -> WebhookAck:
     """Asynchronous payment outcomes from the provider, signed with the shared webhook secret."""
     body = await request.body()
-    outcome = await service.handle_webhook(session, settings, signature=signature, body=body)
+    outcome = await webhooks.handle(signature=signature, body=body)
     return WebhookAck(outcome=outcome)

@@ -120,16 +120,7 @@ class ReplicaMonitor:
     async def check(self) -> ReplicaState:
         if self._replica is None:
             return self._state
-        primary_lsn: int | None = None
-        try:
-            async with asyncio.timeout(self.timeout), self._primary.connect() as conn:
-                # The insert position, like the consistency tokens: commits not yet flushed
-                # (synchronous_commit=off) are lag too.
-                primary_lsn = lsn_to_int(
-                    str(await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text")))
-                )
-        except Exception as exc:  # the primary's own health is /readyz's business
-            log.debug("replica check: primary position unavailable", error=_describe(exc))
+        primary_lsn = await self._primary_position()
         try:
             async with asyncio.timeout(self.timeout), self._replica.connect() as conn:
                 row = (
@@ -159,16 +150,7 @@ class ReplicaMonitor:
             lag_seconds = self._lag_seconds(now, replay_lsn, xact_age)
         if primary_lsn is not None:
             self._history.append((now, primary_lsn))
-        error = None
-        if not in_recovery:
-            # Promoted or misconfigured: it no longer follows our primary, so it goes stale.
-            error = "not in recovery: the replica does not follow the primary"
-        elif lag_bytes is None:
-            error = "replay position unknown"
-        elif lag_bytes > self.max_lag_bytes:
-            error = f"behind by {lag_bytes} bytes (limit {self.max_lag_bytes})"
-        elif lag_seconds > self.max_lag_seconds:
-            error = f"behind by {lag_seconds:.1f}s (limit {self.max_lag_seconds:g}s)"
+        error = self._unhealthy(bool(in_recovery), lag_bytes, lag_seconds)
         state = ReplicaState(
             configured=True,
             checked=True,
@@ -183,6 +165,33 @@ class ReplicaMonitor:
         )
         self._set(state)
         return state
+
+    async def _primary_position(self) -> int | None:
+        try:
+            async with asyncio.timeout(self.timeout), self._primary.connect() as conn:
+                # The insert position, like the consistency tokens: commits not yet flushed
+                # (synchronous_commit=off) are lag too.
+                return lsn_to_int(
+                    str(await conn.scalar(text("SELECT pg_current_wal_insert_lsn()::text")))
+                )
+        except Exception as exc:  # the primary's own health is /readyz's business
+            log.debug("replica check: primary position unavailable", error=_describe(exc))
+            return None
+
+    def _unhealthy(
+        self, in_recovery: bool, lag_bytes: int | None, lag_seconds: float
+    ) -> str | None:
+        """Why the replica may not serve reads now; None when it may."""
+        if not in_recovery:
+            # Promoted or misconfigured: it no longer follows our primary, so it goes stale.
+            return "not in recovery: the replica does not follow the primary"
+        if lag_bytes is None:
+            return "replay position unknown"
+        if lag_bytes > self.max_lag_bytes:
+            return f"behind by {lag_bytes} bytes (limit {self.max_lag_bytes})"
+        if lag_seconds > self.max_lag_seconds:
+            return f"behind by {lag_seconds:.1f}s (limit {self.max_lag_seconds:g}s)"
+        return None
 
     def _lag_seconds(self, now: float, replay_lsn: int, xact_age: float | None) -> float:
         bounds = [max(0.0, xact_age)] if xact_age is not None else []

@@ -6,8 +6,18 @@ inside the transaction of its change; ``app/bootstrap.py`` subscribes listeners;
 separately, at least once, retrying with backoff. See docs/events.md.
 """
 
-from app.platform.events.outbox import publish
+from app.platform.events.outbox import EventSink, Outbox, publish
 from app.platform.events.registry import REGISTRY, ListenerRegistry
 from app.platform.events.types import Delivery, Event, Listener, Retry
 
-__all__ = ["REGISTRY", "Delivery", "Event", "Listener", "ListenerRegistry", "Retry", "publish"]
+__all__ = [
+    "REGISTRY",
+    "Delivery",
+    "Event",
+    "EventSink",
+    "Listener",
+    "ListenerRegistry",
+    "Outbox",
+    "Retry",
+    "publish",
+]

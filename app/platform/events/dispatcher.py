@@ -17,8 +17,7 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Text, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from app.platform.config import Settings
@@ -33,6 +32,10 @@ from app.platform.events.metrics import OUTBOX_PENDING as PENDING_GAUGE
 from app.platform.events.outbox import NOTIFY_CHANNEL
 from app.platform.events.policy import DeliveryPolicy
 from app.platform.events.registry import REGISTRY, ListenerRegistry
+from app.platform.events.statements import CLAIM as _CLAIM
+from app.platform.events.statements import MARK_DONE as _MARK_DONE
+from app.platform.events.statements import MARK_FAILED as _MARK_FAILED
+from app.platform.events.statements import MARK_RETRY as _MARK_RETRY
 from app.platform.events.types import Delivery, Event, Listener, Retry
 from app.platform.events.wakeup import Wakeup
 from app.platform.listen import listen_dsn
@@ -41,39 +44,6 @@ from app.platform.observability.logging import get_logger
 from app.platform.observability.sql import instrument_engine
 
 log = get_logger("app.events")
-
-_CLAIM = text(
-    """
-    WITH claimed AS (
-        SELECT id FROM platform_event_delivery
-        WHERE status = 'pending' AND available_at <= now() AND listener = ANY(:listeners)
-        ORDER BY available_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE platform_event_delivery AS d
-    SET attempts = d.attempts + 1, available_at = now() + make_interval(secs => :lease)
-    FROM claimed, platform_outbox_event AS e
-    WHERE d.id = claimed.id AND e.id = d.event_id
-    RETURNING d.id, d.event_id, d.listener, d.attempts, e.name, e.version, e.payload,
-              e.published_at
-    """
-).bindparams(bindparam("listeners", type_=ARRAY(Text)))
-
-# Each ends in the fence: only the attempt that holds the claim may record its outcome.
-_MARK_DONE = text(
-    "UPDATE platform_event_delivery SET status = 'done', finished_at = now(), last_error = NULL"
-    " WHERE id = :id AND attempts = :attempt AND status = 'pending'"
-)
-_MARK_RETRY = text(
-    "UPDATE platform_event_delivery"
-    " SET available_at = now() + make_interval(secs => :delay), last_error = :error"
-    " WHERE id = :id AND attempts = :attempt AND status = 'pending'"
-)
-_MARK_FAILED = text(
-    "UPDATE platform_event_delivery SET status = 'failed', finished_at = now(), last_error = :error"
-    " WHERE id = :id AND attempts = :attempt AND status = 'pending'"
-)
 
 
 class Dispatcher:

@@ -208,21 +208,7 @@ class Lane:
         d = self.d
         self._savepoints += 1
         name = f"delivery_{self._savepoints}"
-        delivery = Delivery(
-            id=claim.id,
-            event_id=claim.event_id,
-            listener=claim.listener,
-            attempt=claim.attempt,
-            published_at=claim.published_at,
-            session_factory=lambda: AsyncSession(
-                bind=conn,
-                sync_session_class=_LaneSession,
-                join_transaction_mode="rollback_only",
-                expire_on_commit=False,
-                autoflush=False,
-                info={"savepoint": name},
-            ),
-        )
+        delivery = _delivery(conn, claim, name)
         max_attempts = d.policy.max_attempts_for(listener)
         with observe(module=listener.module, route=f"listener:{listener.name}", kind="event"):
             started = time.perf_counter()
@@ -360,3 +346,22 @@ async def _discard(conn: AsyncConnection) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _delivery(conn: AsyncConnection, claim: Claim, savepoint: str) -> Delivery:
+    """The delivery a listener gets: its session joins the lane's transaction at a savepoint."""
+    return Delivery(
+        id=claim.id,
+        event_id=claim.event_id,
+        listener=claim.listener,
+        attempt=claim.attempt,
+        published_at=claim.published_at,
+        session_factory=lambda: AsyncSession(
+            bind=conn,
+            sync_session_class=_LaneSession,
+            join_transaction_mode="rollback_only",
+            expire_on_commit=False,
+            autoflush=False,
+            info={"savepoint": savepoint},
+        ),
+    )

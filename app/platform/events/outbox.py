@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Text, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -87,3 +87,21 @@ def _drop_counts(session: Session) -> None:
     counts: Counter[str] | None = session.info.get(_COUNTS_KEY)
     if counts is not None:
         counts.clear()
+
+
+class EventSink(Protocol):
+    """Where a use case puts the events it publishes: the port a unit test fakes."""
+
+    async def publish(self, event: Event) -> uuid.UUID: ...
+
+
+class Outbox:
+    """The session-facing ``EventSink``: events into the outbox of this session's transaction."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def publish(self, event: Event) -> uuid.UUID:
+        return await publish(self.session, event)

@@ -221,24 +221,28 @@ class InstrumentedPool(AsyncAdaptedQueuePool):
 # --- the engine -------------------------------------------------------------------------------
 
 
-def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -> None:
-    """Time every statement on ``engine`` and feed the N+1 detector; report its pool."""
-    threshold = settings.db_n_plus_one_threshold
-    strict = settings.db_n_plus_one_strict
-    tagging = settings.db_sql_comments
-    slow = settings.db_sample_slow_ms / 1000 if settings.db_sample_slow_ms > 0 else None
-    platform_tag = sql_tag(PLATFORM, "")
-    route_tags: dict[str, tuple[str, str]] = {}
-    children: dict[tuple[str, str], Histogram] = {}
+class _StatementHooks:
+    """The engine's statement listeners: timing, the N+1 detector, the module/route comment."""
 
-    def child(module: str, operation: str) -> Histogram:
+    def __init__(self, target: str, settings: Settings) -> None:
+        self.target = target
+        self.threshold = settings.db_n_plus_one_threshold
+        self.strict = settings.db_n_plus_one_strict
+        self.tagging = settings.db_sql_comments
+        self.slow = settings.db_sample_slow_ms / 1000 if settings.db_sample_slow_ms > 0 else None
+        self.platform_tag = sql_tag(PLATFORM, "")
+        self.route_tags: dict[str, tuple[str, str]] = {}
+        self.children: dict[tuple[str, str], Histogram] = {}
+
+    def child(self, module: str, operation: str) -> Histogram:
         key = (module, operation)
-        found = children.get(key)
+        found = self.children.get(key)
         if found is None:
-            found = children[key] = m.DB_QUERY_DURATION.labels(module, operation, target)
+            found = self.children[key] = m.DB_QUERY_DURATION.labels(module, operation, self.target)
         return found
 
     def before(
+        self,
         conn: Connection,
         cursor: Any,
         statement: str,
@@ -256,26 +260,25 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
             if shapes is None:
                 shapes = scope.shapes = {}
             seen = shapes[shape] = shapes.get(shape, 0) + 1
-            if seen == threshold:
-                _n_plus_one(scope, shape, seen)
+            if seen == self.threshold:
+                self._n_plus_one(scope, shape, seen)
         if context is not None:
             context._obs_started = time.perf_counter()  # type: ignore[attr-defined]
             context._obs_operation = operation  # type: ignore[attr-defined]
-        if tagging:
-            if scope is None:
-                statement += platform_tag
-            else:
-                # Keyed by the route alone (no tuple to build); the module is checked, not trusted.
-                tag = route_tags.get(scope.route)
-                if tag is None or tag[0] != scope.module:
-                    tag = route_tags[scope.route] = (
-                        scope.module,
-                        sql_tag(scope.module, scope.route),
-                    )
-                statement += tag[1]
+        if self.tagging:
+            statement += self._tag(scope)
         return statement, parameters
 
-    def _n_plus_one(scope: ObservationScope, shape: str, seen: int) -> None:
+    def _tag(self, scope: ObservationScope | None) -> str:
+        if scope is None:
+            return self.platform_tag
+        # Keyed by the route alone (no tuple to build); the module is checked, not trusted.
+        tag = self.route_tags.get(scope.route)
+        if tag is None or tag[0] != scope.module:
+            tag = self.route_tags[scope.route] = (scope.module, sql_tag(scope.module, scope.route))
+        return tag[1]
+
+    def _n_plus_one(self, scope: ObservationScope, shape: str, seen: int) -> None:
         m.DB_N_PLUS_ONE.labels(scope.module, scope.route).inc()
         log.warning(
             "n_plus_one",
@@ -285,12 +288,12 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
             executions=seen,
             statement=shape,
         )
-        if strict:
+        if self.strict:
             raise NPlusOneDetected(
                 f"N+1: {scope.route} ({scope.module}) ran this statement {seen} times: {shape}"
             )
 
-    def finish(context: ExecutionContext | None, statement: str, parameters: Any) -> None:
+    def finish(self, context: ExecutionContext | None, statement: str, parameters: Any) -> None:
         started: float | None = getattr(context, "_obs_started", None)
         if started is None:
             return
@@ -298,11 +301,12 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         scope = current_scope()
         module = scope.module if scope is not None else PLATFORM
         took = time.perf_counter() - started
-        child(module, context._obs_operation).observe(took)  # type: ignore[union-attr]
-        if slow is not None and took >= slow:
+        self.child(module, context._obs_operation).observe(took)  # type: ignore[union-attr]
+        if self.slow is not None and took >= self.slow:
             _keep_sample(statement, parameters, took)
 
     def after(
+        self,
         conn: Connection,
         cursor: Any,
         statement: str,
@@ -310,21 +314,25 @@ def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -
         context: ExecutionContext | None,
         executemany: bool,
     ) -> None:
-        finish(context, statement, parameters)
+        self.finish(context, statement, parameters)
 
-    def failed(exception_context: ExceptionContext) -> None:
+    def failed(self, exception_context: ExceptionContext) -> None:
         # A statement that timed out or failed still took its time: it is the one to see.
-        finish(
+        self.finish(
             exception_context.execution_context,
             exception_context.statement or "",
             exception_context.parameters,
         )
 
+
+def instrument_engine(engine: AsyncEngine, *, target: str, settings: Settings) -> None:
+    """Time every statement on ``engine`` and feed the N+1 detector; report its pool."""
+    hooks = _StatementHooks(target, settings)
     sync_engine = engine.sync_engine
     # retval: the listener returns the statement to run, with its module/route comment.
-    event.listen(sync_engine, "before_cursor_execute", before, retval=True)
-    event.listen(sync_engine, "after_cursor_execute", after)
-    event.listen(sync_engine, "handle_error", failed)
+    event.listen(sync_engine, "before_cursor_execute", hooks.before, retval=True)
+    event.listen(sync_engine, "after_cursor_execute", hooks.after)
+    event.listen(sync_engine, "handle_error", hooks.failed)
     pool = sync_engine.pool
     if isinstance(pool, InstrumentedPool):
         pool.target = target

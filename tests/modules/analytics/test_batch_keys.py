@@ -186,7 +186,7 @@ async def test_an_expired_key_is_a_new_batch_and_the_purge_takes_expired_keys_in
     # The two still expired go, at most `limit` a call; the renewed key stays.
     purged = []
     async with app.state.db.session() as s:
-        while deleted := await service.purge_expired(s, limit=1):
+        while deleted := await service.IngestionService(s).purge_expired_keys(limit=1):
             purged.append(deleted)
             await s.commit()
     assert purged

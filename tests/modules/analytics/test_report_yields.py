@@ -55,7 +55,7 @@ async def test_a_thousand_bucket_funnel_lets_other_tasks_run_while_it_is_assembl
     other = asyncio.create_task(other_request())
     await asyncio.sleep(0)  # the other task is running
     ticks = 0
-    report = await service.funnel(session, START, end, "hour", 5000)
+    report = await service.ReportsService(session).funnel(START, end, "hour", 5000)
     stop = True
     await other
 
@@ -72,7 +72,7 @@ async def test_the_assembled_report_serialises_as_before() -> None:
     """Built without re-validation, the report still has every field, typed, and its alias."""
     session: Any = _InstantSession()
     end = START + timedelta(hours=3)
-    report = await service.funnel(session, START, end, "hour", None)
+    report = await service.ReportsService(session).funnel(START, end, "hour", None)
     dumped = report.model_dump(mode="json", by_alias=True)
     assert dumped["from"] == "2024-01-01T00:00:00Z"
     assert dumped["buckets"][0] == {

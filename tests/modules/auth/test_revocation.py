@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.bootstrap import use_payments_provider
 from app.modules.auth.models import PURPOSE_PASSWORD_RESET, OneTimeToken
 from app.modules.auth.service._common import hash_token
 from app.modules.payments.providers import FakePaymentProvider
@@ -69,8 +70,8 @@ async def paid_order(
     app: FastAPI, client: httpx.AsyncClient, make_account: MakeAccount
 ) -> tuple[Account, dict[str, Any], str, str]:
     """A buyer signed in, with a paid order; and a product id to buy more of."""
-    app.state.payments_provider = FakePaymentProvider(
-        str(app.state.settings.database_url), latency_ms=0
+    use_payments_provider(
+        app, FakePaymentProvider(str(app.state.settings.database_url), latency_ms=0)
     )
     admin = await login(client, await make_account(role="admin"))
     product = await create_product(client, admin)

@@ -14,11 +14,19 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from app.bootstrap import use_payments_provider
 from app.modules.payments.interface import EVENTS, PaymentsEvent
-from app.modules.payments.providers import ChargeResult, FakePaymentProvider, RefundResult
+from app.modules.payments.models import Order, Payment
+from app.modules.payments.providers import (
+    ChargeResult,
+    FakePaymentProvider,
+    PaymentProvider,
+    RefundResult,
+)
 from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
+from app.modules.payments.service import PaymentsPorts, ReconciliationService
 from app.platform.config import Settings
 from app.platform.events import Event
 from app.platform.security import create_access_token
@@ -54,9 +62,19 @@ async def provider(app: FastAPI, settings: Settings) -> AsyncIterator[FakePaymen
     it did in this test (its ledger, shared by every process, holds every test's)."""
     fake = FakePaymentProvider(str(settings.database_url), latency_ms=0)
     await fake.find_charge(reference="warm-up")  # connected before the first timed call
-    app.state.payments_provider = fake
+    use_payments_provider(app, fake)
     yield fake
     await fake.aclose()
+
+
+def reconciliation(
+    app: FastAPI, settings: Settings, provider: PaymentProvider | None = None
+) -> ReconciliationService:
+    """The worker's payments jobs on the app's database, with ``provider`` (default: the app's)."""
+    ports: PaymentsPorts = app.state.payments_ports
+    if provider is not None:
+        ports = PaymentsPorts(provider=provider, clock=ports.clock, ids=ports.ids)
+    return ReconciliationService(app.state.db.session, settings, ports)
 
 
 @dataclass
@@ -221,5 +239,29 @@ class Interrupting:
 @pytest.fixture
 def flaky(app: FastAPI, provider: FakePaymentProvider) -> Interrupting:
     wrapper = Interrupting(provider)
-    app.state.payments_provider = wrapper
+    use_payments_provider(app, wrapper)
     return wrapper
+
+
+# --- checkout's helpers (test_checkout.py, test_checkout_keys.py) ---------------------------
+
+PROBLEM = "application/problem+json"
+
+
+def cart(
+    product: dict[str, Any], quantity: int = 1, pay_with: str = "tok_success"
+) -> dict[str, Any]:
+    return {
+        "items": [{"product_id": product["id"], "quantity": quantity}],
+        "payment_token": pay_with,
+    }
+
+
+async def orders_of(app: FastAPI, user_id: uuid.UUID) -> list[tuple[Order, Payment]]:
+    async with app.state.db.session() as session:
+        rows = await session.execute(
+            select(Order, Payment)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Order.user_id == user_id)
+        )
+        return [(o, p) for o, p in rows.all()]

@@ -173,7 +173,9 @@ async def _reconcile_once(stack: Stack, settings: Settings) -> ReconcileReport:
     began = time.monotonic()
     db, provider = Database(settings), FakePaymentProvider(stack.primary_url)
     try:
-        report = await service.reconcile(db.session, provider, settings, older_than=0)
+        ports = service.PaymentsPorts(provider=provider)
+        jobs = service.ReconciliationService(db.session, settings, ports)
+        report = await jobs.reconcile(older_than=0)
     finally:
         await provider.aclose()
         await db.dispose()

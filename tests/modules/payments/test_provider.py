@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.bootstrap import use_payments_provider
 from app.modules.payments.interface import RefundIssued
 from app.modules.payments.models import Order, Payment, Refund, WebhookEvent
 from app.modules.payments.providers import FakePaymentProvider, ProviderError, WebhookTarget
@@ -110,7 +111,7 @@ async def test_a_pending_charge_is_settled_by_the_providers_late_webhook(
     make_product: ProductFactory,
     buyer: Caller,
 ) -> None:
-    app.state.payments_provider = hooked
+    use_payments_provider(app, hooked)
     product = await make_product(price=4100)
     body = {"items": [{"product_id": product["id"]}], "payment_token": "tok_pending"}
     accepted = await client.post("/v1/checkout", json=body, headers=buyer.with_key())
@@ -142,7 +143,7 @@ async def test_refund_webhooks_arrive_out_of_order_and_settle_each_refund_once(
     body = {"items": [{"product_id": product["id"]}], "payment_token": "tok_success"}
     order_id = (await client.post("/v1/checkout", json=body, headers=buyer.with_key())).json()["id"]
     # Charged through the app's usual provider: the ledger is shared, only refunds send hooks.
-    app.state.payments_provider = hooked
+    use_payments_provider(app, hooked)
     refund_ids = []
     for amount in (1000, 2000):  # both answers lost: only the webhooks can tell us
         hooked.die = "lost"

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text, update
 
+from app.bootstrap import use_payments_provider
 from app.modules.payments import service
 from app.modules.payments.interface import OrderPaid, PaymentFailed, RefundIssued
 from app.modules.payments.models import IdempotencyKey, Order, Payment, Refund
@@ -25,6 +26,7 @@ from tests.modules.payments.conftest import (
     Interrupting,
     ProductFactory,
     metric,
+    reconciliation,
 )
 
 PROBLEM = "application/problem+json"
@@ -40,11 +42,9 @@ async def died_checkout(
 ) -> None:  # fmt: skip
     """A checkout whose process died ``when`` (before/after) the provider charged."""
     flaky.die = when
+    ports = service.PaymentsPorts(provider=flaky)
     with pytest.raises(Died):
-        await service.checkout(
-            app.state.db.session,
-            flaky,
-            settings,
+        await service.CheckoutService(app.state.db.session, settings, ports).checkout(
             user_id=buyer.user_id,
             key=key,
             request=CheckoutRequest.model_validate(body),
@@ -128,13 +128,13 @@ async def test_reconciliation_settles_a_charge_nobody_retried(
     key = str(uuid.uuid4())
     await died_checkout(app, flaky, settings, buyer, cart(product), key, "after")
 
-    leased = await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+    leased = await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
     assert leased.payments["in_flight"] >= 1  # the dead request's lease still runs: hands off
     assert await order_rows(app, buyer.user_id) == [("pending", "pending", None)]
 
     await lapse_leases(app, buyer.user_id)
     settled = metric("payments_reconciliations_total", kind="payment", outcome="succeeded")
-    await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+    await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
     assert await order_rows(app, buyer.user_id) == [("paid", "succeeded", None)]
     assert metric("payments_reconciliations_total", kind="payment", outcome="succeeded") > settled
     assert len(await events.of(OrderPaid)) == 1
@@ -161,7 +161,7 @@ async def test_reconciliation_fails_a_charge_the_provider_never_saw_and_frees_th
     await died_checkout(app, flaky, settings, buyer, cart(product), key, "before")
     await lapse_leases(app, buyer.user_id)
 
-    await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+    await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
     assert await order_rows(app, buyer.user_id) == [("failed", "failed", "not_charged")]
     [failed] = await events.of(PaymentFailed)
     assert failed.reason == "not_charged"
@@ -192,10 +192,10 @@ async def test_the_pending_age_gauge_sees_what_waits(
             .where(Payment.id == uuid.UUID(reference))
             .values(created_at=text("now() - interval '1 hour'"))
         )
-    await service.observe_pending(app.state.db.session)
+    await reconciliation(app, settings, flaky.real).observe_pending()
     assert metric("payments_pending_oldest_age_seconds", kind="payment") >= 3600
     await lapse_leases(app, buyer.user_id)
-    await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+    await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
     # Settled: what still waits (other tests' charges the provider itself holds) is young.
     assert metric("payments_pending_oldest_age_seconds", kind="payment") < 3600
 
@@ -258,7 +258,7 @@ async def test_a_refund_whose_answer_was_lost_is_settled_once(
         assert again.status_code == 201, again.text
         assert again.json()["id"] == lost.json()["refund_id"]
     else:
-        report = await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+        report = await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
         assert report.refunds["succeeded"] >= 1
         replay = await client.post(
             f"/v1/orders/{order_id}/refund", json={"amount": 1200}, headers=headers
@@ -291,7 +291,7 @@ async def test_a_refund_the_provider_never_made_is_failed_and_frees_its_amount(
     )
     assert held.status_code == 409, held.text
 
-    await service.reconcile(app.state.db.session, flaky.real, settings, older_than=0)
+    await reconciliation(app, settings, flaky.real).reconcile(older_than=0)
     assert await refund_state(app, order_id) == ("paid", 0, ["failed"])
     after = await client.post(
         f"/v1/orders/{order_id}/refund", json={"amount": 5000}, headers=buyer.with_key()
@@ -322,7 +322,7 @@ async def test_no_row_stays_locked_while_the_provider_thinks_about_a_refund(
 ) -> None:
     order_id = await paid(client, make_product, buyer)
     gated = Gated(provider)
-    app.state.payments_provider = gated
+    use_payments_provider(app, gated)
     app.state.settings = settings.model_copy(update={"payments_provider_timeout_seconds": 60.0})
     refund = asyncio.create_task(
         client.post(f"/v1/orders/{order_id}/refund", json={}, headers=buyer.with_key())

@@ -21,7 +21,13 @@ from app.modules.payments.schemas import CheckoutRequest
 from app.platform.config import Settings
 from tests.e2e.conftest import ROOT
 from tests.helpers import wait_for
-from tests.modules.payments.conftest import Caller, Died, Interrupting, ProductFactory
+from tests.modules.payments.conftest import (
+    Caller,
+    Died,
+    Interrupting,
+    ProductFactory,
+    reconciliation,
+)
 from tools.pgstack import Stack, free_port
 
 
@@ -65,13 +71,13 @@ async def test_expired_keys_are_purged_in_bounded_batches(app: FastAPI, settings
     bounded = settings.model_copy(
         update={"payments_purge_batch": 1000, "payments_purge_max_batches": 2}
     )
-    first = await service.purge_expired_keys(app.state.db.session, bounded)
+    first = await reconciliation(app, bounded).purge_expired_keys()
     assert first == [1000, 1000]  # a run stops at its bound, leaving the rest for the next
     assert await _expired(app) == total - 2000
 
-    rest = await service.purge_expired_keys(
-        app.state.db.session, bounded.model_copy(update={"payments_purge_max_batches": 10})
-    )
+    rest = await reconciliation(
+        app, bounded.model_copy(update={"payments_purge_max_batches": 10})
+    ).purge_expired_keys()
     assert sum(rest) == total - 2000
     assert all(n <= 1000 for n in rest)
     assert await _expired(app) == 0
@@ -92,11 +98,9 @@ async def test_the_worker_reconciles_and_purges_on_its_own(
     product = await make_product(price=990)
     body = {"items": [{"product_id": product["id"]}], "payment_token": "tok_success"}
     flaky.die = "after"  # charged at the provider; the request died before recording it
+    ports = service.PaymentsPorts(provider=flaky)
     with pytest.raises(Died):
-        await service.checkout(
-            app.state.db.session,
-            flaky,
-            settings,
+        await service.CheckoutService(app.state.db.session, settings, ports).checkout(
             user_id=buyer.user_id,
             key=str(uuid.uuid4()),
             request=CheckoutRequest.model_validate(body),

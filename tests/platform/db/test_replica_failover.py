@@ -58,21 +58,7 @@ async def test_replica_stopped_mid_reads_then_restarted(
         fallbacks_before = routes("primary", "replica_error") + routes(
             "primary", "replica_unhealthy"
         )
-        results: list[httpx.Response] = []
-        stopped = asyncio.Event()
-
-        async def reader(count: int) -> None:
-            for _ in range(count):
-                results.append(await anonymous.get(f"/_test/notes/{note_id}"))
-                # Paced so that the stop lands mid-run, with reads on both sides of it.
-                await asyncio.sleep(0.005 if stopped.is_set() else 0.02)
-
-        async def stopper() -> None:
-            await wait_for(lambda: _at_least(results, READS // 4), timeout=30, interval=0.005)
-            await asyncio.to_thread(stack.replica.stop)
-            stopped.set()
-
-        await asyncio.gather(stopper(), *(reader(READS // WORKERS) for _ in range(WORKERS)))
+        results = await _reads_across_a_stop(anonymous, note_id, stack)
 
         assert len(results) == READS
         failures = [r for r in results if r.status_code != 200 or r.json()["body"] != "steady"]
@@ -108,6 +94,28 @@ async def test_replica_stopped_mid_reads_then_restarted(
         ready = (await anonymous.get("/readyz")).json()
         assert ready["status"] == "ok"
         assert ready["checks"]["replica"]["status"] == "up"
+
+
+async def _reads_across_a_stop(
+    anonymous: httpx.AsyncClient, note_id: str, stack: Stack
+) -> list[httpx.Response]:
+    """READS reads by WORKERS readers, the replica stopped a quarter of the way through."""
+    results: list[httpx.Response] = []
+    stopped = asyncio.Event()
+
+    async def reader(count: int) -> None:
+        for _ in range(count):
+            results.append(await anonymous.get(f"/_test/notes/{note_id}"))
+            # Paced so that the stop lands mid-run, with reads on both sides of it.
+            await asyncio.sleep(0.005 if stopped.is_set() else 0.02)
+
+    async def stopper() -> None:
+        await wait_for(lambda: _at_least(results, READS // 4), timeout=30, interval=0.005)
+        await asyncio.to_thread(stack.replica.stop)
+        stopped.set()
+
+    await asyncio.gather(stopper(), *(reader(READS // WORKERS) for _ in range(WORKERS)))
+    return results
 
 
 async def _at_least(results: list[httpx.Response], n: int) -> bool:

@@ -88,14 +88,7 @@ async def test_failing_listener_backs_off_fails_and_resubmit_delivers(
     registry.subscribe(ProbeHappened, effect_listener(), name=healthy)
     registry.subscribe(ProbeHappened, flaky, name=broken)
 
-    # The publishing request: an endpoint that publishes in its own transaction.
-    app: FastAPI = create_app(make_settings(migrated, events_dispatcher_enabled=False))
-
-    @app.post("/probe", status_code=201)
-    async def publish_probe(session: PrimarySession) -> dict[str, str]:
-        event_id = await publish(session, ProbeHappened(seq=1, run=probe.tag), registry=registry)
-        return {"event_id": str(event_id)}
-
+    app = _publishing_app(probe, migrated, registry)
     policy = fast_policy(max_attempts=3, backoff_base_seconds=0.2)
     async with serving(app, raise_app_exceptions=True) as client:
         async with running(Dispatcher(probe.settings, registry, policy=policy)):
@@ -130,6 +123,18 @@ async def test_failing_listener_backs_off_fails_and_resubmit_delivers(
             await wait_for(lambda: _status(probe, broken, "done"), timeout=10)
         assert len(await probe.effects(broken)) == 1
         assert len(await probe.effects(healthy)) == 1
+
+
+def _publishing_app(probe: Probe, migrated: Stack, registry: ListenerRegistry) -> FastAPI:
+    """The publishing request: an endpoint that publishes in its own transaction."""
+    app: FastAPI = create_app(make_settings(migrated, events_dispatcher_enabled=False))
+
+    @app.post("/probe", status_code=201)
+    async def publish_probe(session: PrimarySession) -> dict[str, str]:
+        event_id = await publish(session, ProbeHappened(seq=1, run=probe.tag), registry=registry)
+        return {"event_id": str(event_id)}
+
+    return app
 
 
 async def _status(probe: Probe, name: str, status: str) -> bool:

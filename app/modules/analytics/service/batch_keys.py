@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.modules.analytics import metrics, repository
+from app.modules.analytics import metrics
 from app.platform.errors import BadRequest, ValidationFailed
 
 # As long as checkout's keys: a client that retries for a day is served the first answer.
@@ -71,8 +71,33 @@ class Claim:
         return self.stored_before is not None
 
 
+class BatchKeysRepository(Protocol):
+    """The batch keys' queries (``app.modules.analytics.repository``)."""
+
+    async def claim_batch_key(
+        self,
+        session: AsyncSession,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        accepted: int,
+        ttl: float,
+    ) -> bool: ...
+
+    async def get_batch_key(
+        self, session: AsyncSession, *, scope: str, key: str
+    ) -> tuple[str, int] | None: ...
+
+
 async def claim(
-    session: AsyncSession, *, scope: str, key: str, digest: str, accepted: int
+    session: AsyncSession,
+    repository: BatchKeysRepository,
+    *,
+    scope: str,
+    key: str,
+    digest: str,
+    accepted: int,
 ) -> Claim:
     """Claim ``key`` for this batch in the session's transaction, or say what it stored before.
 
@@ -85,7 +110,9 @@ async def claim(
         return Claim(stored_before=None)
     existing = await repository.get_batch_key(session, scope=scope, key=key)
     if existing is None:  # purged between the two statements: it had expired, so claim anew
-        return await claim(session, scope=scope, key=key, digest=digest, accepted=accepted)
+        return await claim(
+            session, repository, scope=scope, key=key, digest=digest, accepted=accepted
+        )
     stored_digest, stored_accepted = existing
     if stored_digest != digest:
         metrics.BATCHES_REJECTED.labels("key_reused").inc()
@@ -94,8 +121,3 @@ async def claim(
         )
     metrics.BATCHES_REPLAYED.inc()
     return Claim(stored_before=stored_accepted)
-
-
-async def purge_expired(session: AsyncSession, *, limit: int) -> int:
-    """Delete up to ``limit`` expired batch keys, oldest first; how many went (flush only)."""
-    return await repository.purge_batch_keys(session, limit)

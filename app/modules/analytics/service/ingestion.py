@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -207,41 +207,63 @@ class Ingested:
     replayed: bool = False
 
 
-async def ingest(
-    session: AsyncSession,
-    raw_events: Sequence[dict[str, Any]],
-    *,
-    user_id: uuid.UUID | None,
-    anonymous_id: str | None,
-    limits: IngestLimits,
-    key: str | None = None,
-) -> Ingested:
-    """Validate the whole batch, then store it with one statement (once per ``key``)."""
-    if user_id is None and anonymous_id is None:
-        metrics.BATCHES_REJECTED.labels("no_actor").inc()
-        raise ValidationFailed(
-            "Send an access token or an anonymous_id: every event needs someone who did it",
-            errors=[{"index": None, "field": "anonymous_id", "reason": "required"}],
-        )
-    events = validate_batch(raw_events, limits)
-    if key is not None:
-        claim = await batch_keys.claim(
-            session,
-            scope=batch_keys.scope_of(user_id, anonymous_id),
-            key=key,
-            digest=batch_keys.fingerprint(raw_events, anonymous_id),
-            accepted=len(events),
-        )
-        if claim.stored_before is not None:
-            return Ingested(accepted=claim.stored_before, counts={}, replayed=True)
-    await repository.insert_events(session, _columns(events, user_id, anonymous_id))
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event.type] = counts.get(event.type, 0) + 1
-    return Ingested(accepted=len(events), counts=counts)
+class IngestionRepository(batch_keys.BatchKeysRepository, Protocol):
+    """What ingestion writes (``app.modules.analytics.repository``; fakes in unit tests)."""
+
+    async def insert_events(
+        self, session: AsyncSession, columns: repository.EventColumns
+    ) -> None: ...
+
+    async def purge_batch_keys(self, session: AsyncSession, limit: int) -> int: ...
 
 
-def count_stored(counts: dict[str, int]) -> None:
-    """Count stored events for Prometheus (call once the batch is committed)."""
-    for event_type, n in counts.items():
-        metrics.EVENTS.labels(event_type).inc(n)
+class IngestionService:
+    """Event batches into the request's session (the primary): validated whole, one insert."""
+
+    def __init__(self, session: AsyncSession, *, repo: IngestionRepository = repository) -> None:
+        self.session = session
+        self.repo = repo
+
+    async def ingest(
+        self,
+        raw_events: Sequence[dict[str, Any]],
+        *,
+        user_id: uuid.UUID | None,
+        anonymous_id: str | None,
+        limits: IngestLimits,
+        key: str | None = None,
+    ) -> Ingested:
+        """Validate the whole batch, then store it with one statement (once per ``key``)."""
+        if user_id is None and anonymous_id is None:
+            metrics.BATCHES_REJECTED.labels("no_actor").inc()
+            raise ValidationFailed(
+                "Send an access token or an anonymous_id: every event needs someone who did it",
+                errors=[{"index": None, "field": "anonymous_id", "reason": "required"}],
+            )
+        events = validate_batch(raw_events, limits)
+        if key is not None:
+            claim = await batch_keys.claim(
+                self.session,
+                self.repo,
+                scope=batch_keys.scope_of(user_id, anonymous_id),
+                key=key,
+                digest=batch_keys.fingerprint(raw_events, anonymous_id),
+                accepted=len(events),
+            )
+            if claim.stored_before is not None:
+                return Ingested(accepted=claim.stored_before, counts={}, replayed=True)
+        await self.repo.insert_events(self.session, _columns(events, user_id, anonymous_id))
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event.type] = counts.get(event.type, 0) + 1
+        return Ingested(accepted=len(events), counts=counts)
+
+    async def purge_expired_keys(self, *, limit: int) -> int:
+        """Delete up to ``limit`` expired batch keys, oldest first; how many went (flush only)."""
+        return await self.repo.purge_batch_keys(self.session, limit)
+
+    @staticmethod
+    def count_stored(counts: dict[str, int]) -> None:
+        """Count stored events for Prometheus (call once the batch is committed)."""
+        for event_type, n in counts.items():
+            metrics.EVENTS.labels(event_type).inc(n)

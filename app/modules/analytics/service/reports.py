@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
@@ -77,9 +77,35 @@ class Bulkhead:
             self._slots.release()
 
 
+class ReportsRepository(Protocol):
+    """The reports' queries (``app.modules.analytics.repository``; fakes in unit tests)."""
+
+    async def set_statement_timeout(self, session: AsyncReadSession, timeout_ms: int) -> None: ...
+
+    async def funnel_signups(
+        self, session: AsyncReadSession, unit: str, start: datetime, end: datetime
+    ) -> Sequence[Any]: ...
+
+    async def funnel_checkouts(
+        self, session: AsyncReadSession, unit: str, start: datetime, end: datetime
+    ) -> Sequence[Any]: ...
+
+    async def funnel_searches(
+        self, session: AsyncReadSession, unit: str, start: datetime, end: datetime
+    ) -> Sequence[Any]: ...
+
+    async def top_search_terms(
+        self, session: AsyncReadSession, start: datetime, end: datetime, limit: int
+    ) -> Sequence[Any]: ...
+
+    async def most_clicked_products(
+        self, session: AsyncReadSession, start: datetime, end: datetime, limit: int
+    ) -> Sequence[Any]: ...
+
+
 @asynccontextmanager
 async def _report(
-    session: AsyncReadSession, report: str, timeout_ms: int | None
+    session: AsyncReadSession, repository: ReportsRepository, report: str, timeout_ms: int | None
 ) -> AsyncIterator[None]:
     """Run a report's statements under a transaction-local timeout; map cancellations.
 
@@ -196,25 +222,63 @@ async def _yield_every(count: int) -> AsyncIterator[int]:
         yield i
 
 
-async def funnel(
-    session: AsyncReadSession,
+class ReportsService:
+    """The admins' reports, on the report session (the replica, or the primary without
+    isolation), each under its statement timeout."""
+
+    def __init__(self, session: AsyncReadSession, *, repo: ReportsRepository = repository) -> None:
+        self.session = session
+        self.repo = repo
+
+    async def funnel(
+        self, start: datetime, end: datetime, interval: Interval, timeout_ms: int | None
+    ) -> FunnelReport:
+        starts = bucket_starts(start, end, interval)
+        if len(starts) > MAX_BUCKETS:
+            raise ValidationFailed(
+                f"{len(starts)} intervals; at most {MAX_BUCKETS}: choose a coarser interval",
+                errors=[{"loc": ["query", "interval"], "field": "interval", "msg": "too fine"}],
+            )
+        session, repo = self.session, self.repo
+        async with _report(session, repo, "funnel", timeout_ms):
+            signups = await repo.funnel_signups(session, interval, start, end)
+            checkouts = await repo.funnel_checkouts(session, interval, start, end)
+            searches = await repo.funnel_searches(session, interval, start, end)
+        return await _assemble(start, end, interval, starts, (signups, checkouts, searches))
+
+    async def top_search_terms(
+        self, start: datetime, end: datetime, limit: int, timeout_ms: int | None
+    ) -> SearchTermsReport:
+        async with _report(self.session, self.repo, "search_terms", timeout_ms):
+            rows = await self.repo.top_search_terms(self.session, start, end, limit)
+        return SearchTermsReport(
+            from_=start,
+            to=end,
+            terms=[SearchTerm(term=t, searches=n, zero_result_searches=z) for t, n, z in rows],
+        )
+
+    async def most_clicked_products(
+        self, start: datetime, end: datetime, limit: int, timeout_ms: int | None
+    ) -> ClickedProductsReport:
+        async with _report(self.session, self.repo, "clicked_products", timeout_ms):
+            rows = await self.repo.most_clicked_products(self.session, start, end, limit)
+        return ClickedProductsReport(
+            from_=start,
+            to=end,
+            products=[ClickedProduct(product_id=p, clicks=n, mean_position=m) for p, n, m in rows],
+        )
+
+
+async def _assemble(
     start: datetime,
     end: datetime,
     interval: Interval,
-    timeout_ms: int | None,
+    starts: list[datetime],
+    rows_of: tuple[Sequence[Any], Sequence[Any], Sequence[Any]],
 ) -> FunnelReport:
-    starts = bucket_starts(start, end, interval)
-    if len(starts) > MAX_BUCKETS:
-        raise ValidationFailed(
-            f"{len(starts)} intervals; at most {MAX_BUCKETS}: choose a coarser interval",
-            errors=[{"loc": ["query", "interval"], "field": "interval", "msg": "too fine"}],
-        )
-    async with _report(session, "funnel", timeout_ms):
-        signups = await repository.funnel_signups(session, interval, start, end)
-        checkouts = await repository.funnel_checkouts(session, interval, start, end)
-        searches = await repository.funnel_searches(session, interval, start, end)
+    """The funnel's buckets from its three row sets, yielding the loop as it goes."""
     by_bucket: dict[datetime, list[int]] = {s: [0] * 6 for s in starts}
-    for offset, rows in ((0, signups), (2, checkouts), (4, searches)):
+    for offset, rows in zip((0, 2, 4), rows_of, strict=True):
         async for i in _yield_every(len(rows)):
             bucket, a, b = rows[i]
             slot = by_bucket.setdefault(bucket.astimezone(UTC), [0] * 6)
@@ -233,28 +297,4 @@ async def funnel(
         definitions=FUNNEL_DEFINITIONS,
         buckets=buckets,
         totals=_bucket(start, end, sums[0:2], sums[2:4], sums[4:6]),
-    )
-
-
-async def top_search_terms(
-    session: AsyncReadSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
-) -> SearchTermsReport:
-    async with _report(session, "search_terms", timeout_ms):
-        rows = await repository.top_search_terms(session, start, end, limit)
-    return SearchTermsReport(
-        from_=start,
-        to=end,
-        terms=[SearchTerm(term=t, searches=n, zero_result_searches=z) for t, n, z in rows],
-    )
-
-
-async def most_clicked_products(
-    session: AsyncReadSession, start: datetime, end: datetime, limit: int, timeout_ms: int | None
-) -> ClickedProductsReport:
-    async with _report(session, "clicked_products", timeout_ms):
-        rows = await repository.most_clicked_products(session, start, end, limit)
-    return ClickedProductsReport(
-        from_=start,
-        to=end,
-        products=[ClickedProduct(product_id=p, clicks=n, mean_position=m) for p, n, m in rows],
     )

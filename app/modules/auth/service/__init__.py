@@ -9,15 +9,17 @@ Password hashes run with no pooled connection checked out (docs/auth.md).
 from __future__ import annotations
 
 from app.modules.auth.service._common import (
+    AuthPorts,
     EmailNotVerified,
     InvalidToken,
     Limits,
     TokenPair,
     normalize_email,
 )
-from app.modules.auth.service.accounts import AccountsMixin, issue_password_reset
+from app.modules.auth.service.accounts import AccountsMixin, PasswordResetLinks
 from app.modules.auth.service.freshness import principal_is_current
 from app.modules.auth.service.sessions import SessionsMixin
+from app.modules.auth.service.users import UsersReader
 
 
 class AuthService(SessionsMixin, AccountsMixin):
@@ -25,12 +27,14 @@ class AuthService(SessionsMixin, AccountsMixin):
 
 
 __all__ = [
+    "AuthPorts",
     "AuthService",
     "EmailNotVerified",
     "InvalidToken",
     "Limits",
+    "PasswordResetLinks",
     "TokenPair",
-    "issue_password_reset",
+    "UsersReader",
     "normalize_email",
     "principal_is_current",
 ]

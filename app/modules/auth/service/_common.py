@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,6 +12,8 @@ from app.modules.auth.passwords import Passwords
 from app.modules.auth.repository import AuthRepository
 from app.platform.config import Settings
 from app.platform.errors import AppError
+from app.platform.events import EventSink, Outbox
+from app.platform.ports import Clock, IdSource, random_ids, system_clock
 from app.platform.ratelimit import Limit, RateLimiter
 from app.platform.security import ROLE_ADMIN, ROLE_MEMBER
 
@@ -70,6 +72,14 @@ class Limits:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class AuthPorts:
+    """What auth's use cases are handed by the composition root: the time and new ids."""
+
+    clock: Clock = field(default=system_clock)
+    ids: IdSource = field(default=random_ids)
+
+
 class ServiceBase:
     """The collaborators every use case gets.
 
@@ -85,14 +95,27 @@ class ServiceBase:
         passwords: Passwords,
         limiter: RateLimiter,
         sessions: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        ports: AuthPorts | None = None,
+        repo: AuthRepository | None = None,
+        outbox: EventSink | None = None,
     ) -> None:
         self.session = session
         self.sessions = sessions
-        self.repo = AuthRepository(session)
+        self.repo = repo or AuthRepository(session)
+        self._given_repo = repo is not None
+        self.outbox = outbox or Outbox(session)
         self.settings = settings
         self.passwords = passwords
         self.limiter = limiter
         self.limits = Limits.from_settings(settings)
+        self.ports = ports or AuthPorts()
+        self.clock = self.ports.clock
+
+    def short_repo(self, session: AsyncSession) -> AuthRepository:
+        """The repository on a short transaction of its own (``short_session``); a repository
+        handed in (a unit test's fake) serves those reads too."""
+        return self.repo if self._given_repo else AuthRepository(session)
 
     def short_session(self) -> AsyncSession:
         factory = self.sessions

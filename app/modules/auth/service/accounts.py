@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from app.modules.auth.models import PURPOSE_PASSWORD_RESET, PURPOSE_VERIFY_EMAIL
 from app.modules.auth.passwords import strength_problems
 from app.modules.auth.repository import AuthRepository
 from app.modules.auth.service._common import (
+    AuthPorts,
     InvalidToken,
     ServiceBase,
     hash_token,
@@ -28,51 +29,66 @@ from app.modules.auth.service._common import (
 )
 from app.platform.config import Settings
 from app.platform.errors import Conflict, NotFound, ValidationFailed
-from app.platform.events import publish
+from app.platform.events import EventSink, Outbox
 from app.platform.security import ROLE_MEMBER
 
 
 def _one_time_token(
-    repo: AuthRepository, user_id: uuid.UUID, purpose: str, ttl: timedelta
+    repo: AuthRepository, user_id: uuid.UUID, purpose: str, expires_at: datetime
 ) -> tuple[str, datetime]:
     raw, digest = new_token()
-    expires_at = datetime.now(UTC) + ttl
     repo.add(
         OneTimeToken(user_id=user_id, purpose=purpose, token_hash=digest, expires_at=expires_at)
     )
     return raw, expires_at
 
 
-def _usable(token: OneTimeToken | None) -> OneTimeToken:
-    if token is None or token.used_at is not None or token.expires_at <= datetime.now(UTC):
+def _usable(token: OneTimeToken | None, now: datetime) -> OneTimeToken:
+    if token is None or token.used_at is not None or token.expires_at <= now:
         raise InvalidToken("The token is invalid, expired or already used")
     return token
 
 
-async def issue_password_reset(session: AsyncSession, settings: Settings, email: str) -> None:
-    """Mail a reset link if an account uses ``email`` (auth's listener, off the request path).
+class PasswordResetLinks:
+    """Mints reset links off the request path (auth's listener), in the delivery's session."""
 
-    The request only records that a reset was asked for, the same statements whether or not
-    the address is known; finding the account and minting the link happen here.
-    """
-    repo = AuthRepository(session)
-    user = await repo.user_by_email(email)
-    if user is None:
-        return
-    # Only the newest link works.
-    await repo.retire_one_time_tokens(user.id, PURPOSE_PASSWORD_RESET)
-    ttl = timedelta(minutes=settings.auth_reset_ttl_minutes)
-    raw, expires_at = _one_time_token(repo, user.id, PURPOSE_PASSWORD_RESET, ttl)
-    await publish(
-        session,
-        PasswordResetRequested(
-            user_id=user.id,
-            email=user.email,
-            reset_url=f"{settings.public_base_url}/reset-password?token={raw}",
-            expires_at=expires_at,
-        ),
-    )
-    await session.flush()
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        *,
+        ports: AuthPorts | None = None,
+        repo: AuthRepository | None = None,
+        outbox: EventSink | None = None,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.ports = ports or AuthPorts()
+        self.repo = repo or AuthRepository(session)
+        self.outbox = outbox or Outbox(session)
+
+    async def issue(self, email: str) -> None:
+        """Mail a reset link if an account uses ``email``.
+
+        The request only records that a reset was asked for, the same statements whether or
+        not the address is known; finding the account and minting the link happen here.
+        """
+        user = await self.repo.user_by_email(email)
+        if user is None:
+            return
+        # Only the newest link works.
+        await self.repo.retire_one_time_tokens(user.id, PURPOSE_PASSWORD_RESET)
+        expires = self.ports.clock() + timedelta(minutes=self.settings.auth_reset_ttl_minutes)
+        raw, expires_at = _one_time_token(self.repo, user.id, PURPOSE_PASSWORD_RESET, expires)
+        await self.outbox.publish(
+            PasswordResetRequested(
+                user_id=user.id,
+                email=user.email,
+                reset_url=f"{self.settings.public_base_url}/reset-password?token={raw}",
+                expires_at=expires_at,
+            )
+        )
+        await self.session.flush()
 
 
 class AccountsMixin(ServiceBase):
@@ -104,28 +120,27 @@ class AccountsMixin(ServiceBase):
         password_hash = await self.passwords.hash(password)
         if await self.repo.user_by_email(email) is not None:
             return
-        user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, role=ROLE_MEMBER)
+        user = User(id=self.ports.ids(), email=email, password_hash=password_hash, role=ROLE_MEMBER)
         try:
             async with self.session.begin_nested():
                 self.repo.add(user)
         except IntegrityError:
             return  # a concurrent signup with the same address won; same answer
-        ttl = timedelta(hours=self.settings.auth_verification_ttl_hours)
-        raw, expires_at = _one_time_token(self.repo, user.id, PURPOSE_VERIFY_EMAIL, ttl)
-        await publish(
-            self.session,
+        expires = self.clock() + timedelta(hours=self.settings.auth_verification_ttl_hours)
+        raw, expires_at = _one_time_token(self.repo, user.id, PURPOSE_VERIFY_EMAIL, expires)
+        await self.outbox.publish(
             UserSignedUp(
                 user_id=user.id,
                 email=email,
                 verification_url=f"{self.settings.public_base_url}/verify-email?token={raw}",
                 expires_at=expires_at,
-            ),
+            )
         )
         metrics.SIGNUPS.labels(stage="started").inc()
 
     async def _redeem(self, raw: str, purpose: str) -> OneTimeToken:
-        token = _usable(await self.repo.one_time_token(hash_token(raw), purpose))
-        token.used_at = datetime.now(UTC)
+        token = _usable(await self.repo.one_time_token(hash_token(raw), purpose), self.clock())
+        token.used_at = self.clock()
         return token
 
     async def verify_email(self, raw: str) -> None:
@@ -134,8 +149,8 @@ class AccountsMixin(ServiceBase):
         if user is None:  # pragma: no cover - the foreign key cascades
             raise InvalidToken()
         if user.email_verified_at is None:
-            user.email_verified_at = datetime.now(UTC)
-            await publish(self.session, EmailVerified(user_id=user.id, email=user.email))
+            user.email_verified_at = self.clock()
+            await self.outbox.publish(EmailVerified(user_id=user.id, email=user.email))
             metrics.SIGNUPS.labels(stage="verified").inc()
         await self.session.flush()
 
@@ -146,7 +161,7 @@ class AccountsMixin(ServiceBase):
         await self.limiter.consume(
             (self.limits.reset_account, email), (self.limits.reset_ip, client_ip)
         )
-        await publish(self.session, PasswordResetAsked(email=email))
+        await self.outbox.publish(PasswordResetAsked(email=email))
 
     async def confirm_password_reset(self, raw: str, new_password: str) -> None:
         """Set the new password; every sign-in and access token of the account is revoked.
@@ -155,8 +170,9 @@ class AccountsMixin(ServiceBase):
         connection (nor the token's row lock) is held while the new hash is computed.
         """
         async with self.short_session() as session:
-            repo = AuthRepository(session)
-            token = _usable(await repo.one_time_token(hash_token(raw), PURPOSE_PASSWORD_RESET))
+            repo = self.short_repo(session)
+            found = await repo.one_time_token(hash_token(raw), PURPOSE_PASSWORD_RESET)
+            token = _usable(found, self.clock())
             user = await repo.user_by_id(token.user_id)
             email = user.email if user is not None else ""
         self._check_strength(new_password, email, "new_password")
@@ -166,9 +182,9 @@ class AccountsMixin(ServiceBase):
         if user is None:  # pragma: no cover - the foreign key cascades
             raise InvalidToken()
         user.password_hash = password_hash
-        user.password_changed_at = datetime.now(UTC)
+        user.password_changed_at = self.clock()
         # Reaching the inbox proves ownership of the address as well as verification would.
-        user.email_verified_at = user.email_verified_at or datetime.now(UTC)
+        user.email_verified_at = user.email_verified_at or self.clock()
         await self.repo.revoke_all_for_user(user.id)
         await self.repo.bump_epoch(user.id)
         await self.session.flush()
@@ -200,5 +216,5 @@ class AccountsMixin(ServiceBase):
             raise NotFound("The account no longer exists")
         await self.repo.bump_epoch(user.id)
         await self.repo.delete_user(user.id)
-        await publish(self.session, AccountDeleted(user_id=user.id, email=user.email))
+        await self.outbox.publish(AccountDeleted(user_id=user.id, email=user.email))
         await self.session.flush()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from app.modules.auth import metrics
 from app.modules.auth.models import RefreshToken
-from app.modules.auth.repository import AuthRepository, Credentials
+from app.modules.auth.repository import Credentials
 from app.modules.auth.service._common import (
     EmailNotVerified,
     ServiceBase,
@@ -46,7 +46,7 @@ class SessionsMixin(ServiceBase):
             raise
         try:
             async with self.short_session() as session:
-                account = await AuthRepository(session).credentials(email=email)
+                account = await self.short_repo(session).credentials(email=email)
             # One hash either way, so the response time does not say whether the account exists.
             right = await self.passwords.verify(
                 account.password_hash if account else None, password
@@ -66,7 +66,7 @@ class SessionsMixin(ServiceBase):
         if self.passwords.needs_rehash(account.password_hash):
             await self.repo.set_password_hash(account.id, await self.passwords.hash(password))
         metrics.LOGINS.labels(outcome="success").inc()
-        return await self._issue(account, family_id=uuid.uuid4())
+        return await self._issue(account, family_id=self.ports.ids())
 
     async def _issue(self, account: Credentials, family_id: uuid.UUID) -> TokenPair:
         ttl = timedelta(days=self.settings.auth_refresh_token_ttl_days)
@@ -76,7 +76,7 @@ class SessionsMixin(ServiceBase):
                 user_id=account.id,
                 family_id=family_id,
                 token_hash=digest,
-                expires_at=datetime.now(UTC) + ttl,
+                expires_at=self.clock() + ttl,
             )
         )
         await self.session.flush()
@@ -111,12 +111,12 @@ class SessionsMixin(ServiceBase):
                 reason="reused",
                 commit=True,
             )
-        if token.expires_at <= datetime.now(UTC):
+        if token.expires_at <= self.clock():
             raise Unauthorized("The refresh token has expired", reason="expired")
         account = await self.repo.credentials(user_id=token.user_id)
         if account is None:  # pragma: no cover - the foreign key cascades
             raise Unauthorized("The refresh token is invalid", reason="invalid")
-        token.rotated_at = datetime.now(UTC)
+        token.rotated_at = self.clock()
         return await self._issue(account, family_id=token.family_id)
 
     async def logout(self, raw: str) -> None:

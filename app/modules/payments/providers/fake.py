@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import text
@@ -43,67 +42,29 @@ from app.modules.payments.providers.base import (
     RefundRecord,
     RefundResult,
 )
+from app.modules.payments.providers.fake_ledger import (
+    DDL,
+    DECLINES,
+    SCHEMA,
+    TOKENS,
+    FakeCharge,
+    WebhookTarget,
+    charge_by,
+    charge_event,
+    refund_by,
+    result_of,
+)
 from app.modules.payments.providers.signing import SIGNATURE_HEADER, sign
 from app.platform.observability.logging import get_logger
 
 if TYPE_CHECKING:  # httpx is imported only by a fake that sends webhooks: startup stays lean
     import httpx
 
+__all__ = ["SCHEMA", "TOKENS", "FakeCharge", "FakePaymentProvider", "WebhookTarget"]
 log = get_logger("app.payments.fake_provider")
 
-TOKENS = (
-    "tok_success",
-    "tok_declined",
-    "tok_insufficient_funds",
-    "tok_provider_error",
-    "tok_timeout",
-    "tok_pending",
-)
-SCHEMA = "fake_provider"
-_DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.charge (
-        charge_id text PRIMARY KEY, idempotency_key text NOT NULL UNIQUE,
-        reference text NOT NULL, amount bigint NOT NULL, currency text NOT NULL,
-        status text NOT NULL, failure_code text, created_at timestamptz NOT NULL DEFAULT now())""",
-    f"CREATE INDEX IF NOT EXISTS charge_reference ON {SCHEMA}.charge (reference)",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.refund (
-        refund_id text PRIMARY KEY, idempotency_key text NOT NULL UNIQUE,
-        reference text NOT NULL, charge_id text NOT NULL REFERENCES {SCHEMA}.charge,
-        amount bigint NOT NULL, currency text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now())""",
-    f"CREATE INDEX IF NOT EXISTS refund_reference ON {SCHEMA}.refund (reference)",
-    f"CREATE INDEX IF NOT EXISTS refund_charge_id ON {SCHEMA}.refund (charge_id)",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.webhook (
-        id bigserial PRIMARY KEY, event_id text NOT NULL UNIQUE, payload jsonb NOT NULL,
-        due_at timestamptz NOT NULL, delivered_at timestamptz, attempts int NOT NULL DEFAULT 0,
-        last_error text)""",
-    f"""CREATE INDEX IF NOT EXISTS webhook_due ON {SCHEMA}.webhook (due_at)
-        WHERE delivered_at IS NULL""",
-)
 # Ledgers whose schema this process has already made sure of.
 _PREPARED: set[str] = set()
-_DECLINES = {"tok_declined": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
-
-
-@dataclass(frozen=True, slots=True)
-class FakeCharge:
-    charge_id: str
-    amount: int
-    currency: str
-    reference: str
-    idempotency_key: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookTarget:
-    url: str
-    secret: str
-    delay_ms: int = 0
-    reorder: bool = False
-    # Tests deliver into an in-process app through its ASGI transport.
-    transport: httpx.AsyncBaseTransport | None = None
 
 
 class FakePaymentProvider:
@@ -163,7 +124,7 @@ class FakePaymentProvider:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": SCHEMA}
                     )
-                    for statement in _DDL:
+                    for statement in DDL:
                         await conn.execute(text(statement))
                 _PREPARED.add(self.database_url)
             self._created = True
@@ -190,7 +151,7 @@ class FakePaymentProvider:
             status = "succeeded" if token == "tok_success" else "pending"  # noqa: S105
             code = None
         else:
-            status, code = "declined", _DECLINES.get(token, "invalid_token")
+            status, code = "declined", DECLINES.get(token, "invalid_token")
         charge_id = f"ch_{uuid.uuid4().hex}"
         async with engine.begin() as conn:
             row = (
@@ -213,12 +174,12 @@ class FakePaymentProvider:
                 )
             ).first()
             if row is None:  # a retry: the first answer stands
-                record = await self._charge_by(conn, "idempotency_key", idempotency_key)
+                record = await charge_by(conn, "idempotency_key", idempotency_key)
                 assert record is not None
                 await self._wait()
-                return _result(record)
+                return result_of(record)
             if status != "pending":
-                await self._enqueue(conn, _charge_event(status, charge_id, reference, code))
+                await self._enqueue(conn, charge_event(status, charge_id, reference, code))
         if status != "declined":
             self.charges.append(
                 FakeCharge(charge_id, amount, currency, reference, idempotency_key, status)
@@ -246,7 +207,7 @@ class FakePaymentProvider:
             ).first()
             if charge is None or charge.currency != currency or charge.status != "succeeded":
                 raise ProviderError(f"the fake provider knows no {currency} charge {charge_id}")
-            done = await self._refund_by(conn, "idempotency_key", idempotency_key)
+            done = await refund_by(conn, "idempotency_key", idempotency_key)
             if done is not None:
                 await self._wait()
                 return RefundResult(refund_id=done.refund_id)
@@ -292,12 +253,12 @@ class FakePaymentProvider:
     async def find_charge(self, *, reference: str) -> ChargeRecord | None:
         engine = await self._db()
         async with engine.connect() as conn:
-            return await self._charge_by(conn, "reference", reference)
+            return await charge_by(conn, "reference", reference)
 
     async def find_refund(self, *, reference: str) -> RefundRecord | None:
         engine = await self._db()
         async with engine.connect() as conn:
-            return await self._refund_by(conn, "reference", reference)
+            return await refund_by(conn, "reference", reference)
 
     # --- what a real provider's dashboard would offer ------------------------------------------
 
@@ -319,7 +280,7 @@ class FakePaymentProvider:
                 )
             ).first()
             if row is not None:
-                await self._enqueue(conn, _charge_event(status, row.charge_id, reference, code))
+                await self._enqueue(conn, charge_event(status, row.charge_id, reference, code))
 
     async def refunded_total(self, charge_ids: list[str]) -> int:
         """What the ledger has refunded of these charges (tests compare it with our records)."""
@@ -346,43 +307,6 @@ class FakePaymentProvider:
                 {"refs": references},
             )
             return [FakeCharge(*row) for row in rows.all()]
-
-    # --- ledger queries ----------------------------------------------------------------------
-
-    @staticmethod
-    async def _charge_by(conn: AsyncConnection, column: str, value: str) -> ChargeRecord | None:
-        row = (
-            await conn.execute(
-                text(
-                    f"SELECT status, charge_id, amount, currency, failure_code "
-                    f"FROM {SCHEMA}.charge WHERE {column} = :v ORDER BY created_at LIMIT 1"
-                ),
-                {"v": value},
-            )
-        ).first()
-        if row is None:
-            return None
-        declined = row.status == "declined"
-        return ChargeRecord(
-            status=row.status,
-            charge_id=None if declined else row.charge_id,
-            amount=row.amount,
-            currency=row.currency,
-            failure_code=row.failure_code,
-        )
-
-    @staticmethod
-    async def _refund_by(conn: AsyncConnection, column: str, value: str) -> RefundRecord | None:
-        row = (
-            await conn.execute(
-                text(
-                    f"SELECT refund_id, charge_id, amount, currency FROM {SCHEMA}.refund "
-                    f"WHERE {column} = :v LIMIT 1"
-                ),
-                {"v": value},
-            )
-        ).first()
-        return None if row is None else RefundRecord(*row)
 
     # --- webhooks ----------------------------------------------------------------------------
 
@@ -464,19 +388,3 @@ class FakePaymentProvider:
             except Exception:
                 log.exception("fake_provider_webhooks_failed")
                 await asyncio.sleep(1.0)
-
-
-def _charge_event(
-    status: str, charge_id: str, reference: str, code: str | None
-) -> tuple[str, dict[str, Any]]:
-    kind = "charge.succeeded" if status == "succeeded" else "charge.failed"
-    data: dict[str, Any] = {"charge_id": charge_id, "reference": reference}
-    if code:
-        data["failure_code"] = code
-    return kind, data
-
-
-def _result(record: ChargeRecord) -> ChargeResult:
-    return ChargeResult(
-        status=record.status, charge_id=record.charge_id, failure_code=record.failure_code
-    )

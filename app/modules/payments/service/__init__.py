@@ -1,45 +1,29 @@
-"""The payments use cases: catalog, checkout, orders, refunds and provider webhooks.
+"""The payments use cases: catalog, checkout, orders, refunds, provider webhooks, worker jobs.
 
-They know no web framework; they flush and let the caller's unit of work commit, except checkout,
-and refunds, which run their own short transactions around the provider's call (see
-``checkout`` and ``refunds``), and the worker's jobs (``reconciliation``).
+Each is a class built with its session (or, for the use cases that run their own short
+transactions around the provider's call, a session factory) and its ports; they know no web
+framework and flush, letting the caller's unit of work commit, except checkout and refunds
+(see ``checkout`` and ``refunds``) and the worker's jobs (``reconciliation``).
 """
 
-from app.modules.payments.service.catalog import (
-    create_product,
-    deactivate_product,
-    get_product,
-    list_products,
-    search_products,
-    update_product,
-)
-from app.modules.payments.service.checkout import CheckoutResponse, checkout
-from app.modules.payments.service.orders import get_order, list_orders
-from app.modules.payments.service.reconciliation import (
-    ReconcileReport,
-    observe_pending,
-    purge_expired_keys,
-    reconcile,
-)
-from app.modules.payments.service.refunds import RefundOutcome, refund_order
-from app.modules.payments.service.webhooks import handle_webhook
+from app.modules.payments.service._common import PaymentsPorts
+from app.modules.payments.service.catalog import CatalogReads, CatalogService
+from app.modules.payments.service.checkout import CheckoutResponse, CheckoutService
+from app.modules.payments.service.orders import OrdersService
+from app.modules.payments.service.reconciliation import ReconcileReport, ReconciliationService
+from app.modules.payments.service.refunds import RefundOutcome, RefundsService
+from app.modules.payments.service.webhooks import WebhooksService
 
 __all__ = [
+    "CatalogReads",
+    "CatalogService",
     "CheckoutResponse",
+    "CheckoutService",
+    "OrdersService",
+    "PaymentsPorts",
     "ReconcileReport",
+    "ReconciliationService",
     "RefundOutcome",
-    "checkout",
-    "create_product",
-    "deactivate_product",
-    "get_order",
-    "get_product",
-    "handle_webhook",
-    "list_orders",
-    "list_products",
-    "observe_pending",
-    "purge_expired_keys",
-    "reconcile",
-    "refund_order",
-    "search_products",
-    "update_product",
+    "RefundsService",
+    "WebhooksService",
 ]

@@ -1,13 +1,26 @@
-"""What the payments use cases share: the event hook and the module's problems."""
+"""What the payments use cases share: their ports, the event hook and the module's problems."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.payments.interface import OrderPaid, PaymentFailed, PaymentsEvent
 from app.modules.payments.models import Order, Payment
+from app.modules.payments.providers import PaymentProvider
 from app.platform.errors import AppError, BadRequest, Conflict, ValidationFailed
 from app.platform.events import publish
+from app.platform.ports import Clock, IdSource, random_ids, system_clock
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsPorts:
+    """What payments reaches the outside world through, built once by the composition root."""
+
+    provider: PaymentProvider
+    clock: Clock = system_clock
+    ids: IdSource = random_ids
 
 
 async def _emit(session: AsyncSession, event: PaymentsEvent) -> None:

@@ -53,6 +53,7 @@ from app.modules.payments.service._common import (
     IdempotencyKeyReused,
     MixedCurrencies,
     PaymentDeclined,
+    PaymentsPorts,
     ProviderFailed,
     ProviderTimedOut,
     _emit,
@@ -93,7 +94,34 @@ class _Claim:
     taken: bool
 
 
-async def checkout(
+class CheckoutService:
+    """Checkout: its own short transactions from ``sessions``, the provider from ``ports``."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        ports: PaymentsPorts,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.ports = ports
+
+    async def checkout(
+        self, *, user_id: uuid.UUID, key: str, request: CheckoutRequest
+    ) -> CheckoutResponse:
+        """Claim the key, create the order, charge it, record the outcome (see the module)."""
+        return await _checkout(
+            self.sessions,
+            self.ports.provider,
+            self.settings,
+            user_id=user_id,
+            key=key,
+            request=request,
+        )
+
+
+async def _checkout(
     sessions: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     settings: Settings,

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.modules.payments import metrics
 from app.modules.payments import repository as repo
 from app.modules.payments.models import Payment, Refund
-from app.modules.payments.providers import ChargeRecord, PaymentProvider
+from app.modules.payments.providers import ChargeRecord
 from app.modules.payments.service._common import (
     NOT_CHARGED,
+    PaymentsPorts,
     _emit,
     order_paid_event,
     payment_failed_event,
@@ -44,69 +45,121 @@ class ReconcileReport:
     released_keys: int = 0
 
 
-async def reconcile(
-    sessions: async_sessionmaker[AsyncSession],
-    provider: PaymentProvider,
-    settings: Settings,
-    *,
-    older_than: float | None = None,
-) -> ReconcileReport:
-    """One pass over what is pending past the bound (``older_than`` seconds overrides it)."""
-    bound = timedelta(
-        seconds=settings.payments_reconcile_after_seconds if older_than is None else older_than
-    )
-    limit = settings.payments_reconcile_batch
-    report = ReconcileReport()
-    async with sessions.begin() as session:
-        payment_ids = await repo.pending_payment_ids(session, older_than=bound, limit=limit)
-        refund_ids = await repo.pending_refund_ids(session, older_than=bound, limit=limit)
-    for payment_id in payment_ids:
-        outcome = await _reconcile_payment(sessions, provider, settings, payment_id)
-        report.payments[outcome] += 1
-        metrics.reconciliations_total.labels(kind="payment", outcome=outcome).inc()
-    for refund_id in refund_ids:
-        outcome = await _reconcile_refund(sessions, provider, settings, refund_id)
-        report.refunds[outcome] += 1
-        metrics.reconciliations_total.labels(kind="refund", outcome=outcome).inc()
-    async with sessions.begin() as session:
-        report.released_keys = await repo.release_stalled_keys_without_order(
-            session, older_than=bound
-        )
-    metrics.reconciliations_total.labels(kind="key", outcome="released").inc(report.released_keys)
-    if payment_ids or refund_ids or report.released_keys:
-        log.info(
-            "payments_reconciled",
-            payments=dict(report.payments),
-            refunds=dict(report.refunds),
-            released_keys=report.released_keys,
-        )
-    await observe_pending(sessions)
-    return report
+class ReconciliationService:
+    """The worker's payments jobs: short transactions from ``sessions``, the provider from
+    ``ports``."""
 
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        ports: PaymentsPorts,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.ports = ports
 
-async def _reconcile_payment(
-    sessions: async_sessionmaker[AsyncSession],
-    provider: PaymentProvider,
-    settings: Settings,
-    payment_id: uuid.UUID,
-) -> str:
-    lease = timedelta(seconds=settings.payments_idempotency_lease_seconds)
-    async with sessions.begin() as session:
-        payment = await session.get(Payment, payment_id)
-        if payment is None or payment.status != "pending":
+    async def reconcile(self, *, older_than: float | None = None) -> ReconcileReport:
+        """One pass over what is pending past the bound (``older_than`` seconds overrides it)."""
+        settings = self.settings
+        bound = timedelta(
+            seconds=settings.payments_reconcile_after_seconds if older_than is None else older_than
+        )
+        limit = settings.payments_reconcile_batch
+        report = ReconcileReport()
+        async with self.sessions.begin() as session:
+            payment_ids = await repo.pending_payment_ids(session, older_than=bound, limit=limit)
+            refund_ids = await repo.pending_refund_ids(session, older_than=bound, limit=limit)
+        for payment_id in payment_ids:
+            outcome = await self._reconcile_payment(payment_id)
+            report.payments[outcome] += 1
+            metrics.reconciliations_total.labels(kind="payment", outcome=outcome).inc()
+        for refund_id in refund_ids:
+            outcome = await self._reconcile_refund(refund_id)
+            report.refunds[outcome] += 1
+            metrics.reconciliations_total.labels(kind="refund", outcome=outcome).inc()
+        async with self.sessions.begin() as session:
+            report.released_keys = await repo.release_stalled_keys_without_order(
+                session, older_than=bound
+            )
+        released = metrics.reconciliations_total.labels(kind="key", outcome="released")
+        released.inc(report.released_keys)
+        if payment_ids or refund_ids or report.released_keys:
+            log.info(
+                "payments_reconciled",
+                payments=dict(report.payments),
+                refunds=dict(report.refunds),
+                released_keys=report.released_keys,
+            )
+        await self.observe_pending()
+        return report
+
+    async def _reconcile_payment(self, payment_id: uuid.UUID) -> str:
+        lease = timedelta(seconds=self.settings.payments_idempotency_lease_seconds)
+        async with self.sessions.begin() as session:
+            payment = await session.get(Payment, payment_id)
+            if payment is None or payment.status != "pending":
+                return "already_settled"
+            if await repo.lease_keys_of_order(session, payment.order_id, lease) is None:
+                return "in_flight"
+        try:
+            record = await asyncio.wait_for(
+                self.ports.provider.find_charge(reference=str(payment_id)),
+                timeout=self.settings.payments_provider_timeout_seconds,
+            )
+        except Exception as exc:
+            log.warning("reconcile_lookup_failed", payment_id=str(payment_id), error=repr(exc))
+            return "error"
+        async with self.sessions.begin() as session:
+            return await _settle_payment(session, payment_id, record)
+
+    async def _reconcile_refund(self, refund_id: uuid.UUID) -> str:
+        async with self.sessions.begin() as session:
+            refund = await session.get(Refund, refund_id)
+            if refund is None or refund.status != "pending":
+                return "already_settled"
+        try:
+            record = await asyncio.wait_for(
+                self.ports.provider.find_refund(reference=str(refund_id)),
+                timeout=self.settings.payments_provider_timeout_seconds,
+            )
+        except Exception as exc:
+            log.warning("reconcile_lookup_failed", refund_id=str(refund_id), error=repr(exc))
+            return "error"
+        async with self.sessions.begin() as session:
+            refund, changed = await settle_refund(
+                session,
+                refund_id,
+                provider_refund_id=None if record is None else record.refund_id,
+                failure_code="not_refunded",
+            )
+        if not changed:
             return "already_settled"
-        if await repo.lease_keys_of_order(session, payment.order_id, lease) is None:
-            return "in_flight"
-    try:
-        record = await asyncio.wait_for(
-            provider.find_charge(reference=str(payment_id)),
-            timeout=settings.payments_provider_timeout_seconds,
-        )
-    except Exception as exc:
-        log.warning("reconcile_lookup_failed", payment_id=str(payment_id), error=repr(exc))
-        return "error"
-    async with sessions.begin() as session:
-        return await _settle_payment(session, payment_id, record)
+        return "succeeded" if refund.status == "succeeded" else "failed"
+
+    async def observe_pending(self) -> None:
+        """Refresh ``payments_pending_oldest_age_seconds`` from the database."""
+        async with self.sessions() as session:
+            ages = await repo.oldest_pending_ages(session)
+        for kind, age in ages.items():
+            metrics.pending_oldest_age_seconds.labels(kind=kind).set(age)
+
+    async def purge_expired_keys(self) -> list[int]:
+        """Delete expired idempotency keys in batches of ``APP_PAYMENTS_PURGE_BATCH``, each its
+        own short transaction, at most ``APP_PAYMENTS_PURGE_MAX_BATCHES`` a run: the rows
+        deleted each."""
+        batch = self.settings.payments_purge_batch
+        batches: list[int] = []
+        for _ in range(self.settings.payments_purge_max_batches):
+            async with self.sessions.begin() as session:
+                deleted = await repo.purge_expired_keys(session, batch=batch)
+            batches.append(deleted)
+            metrics.idempotency_keys_purged_total.inc(deleted)
+            if deleted < batch:
+                break
+        if sum(batches):
+            log.info("idempotency_keys_purged", deleted=sum(batches), batches=len(batches))
+        return batches
 
 
 async def _settle_payment(
@@ -140,60 +193,3 @@ async def _settle_payment(
                 session, key.user_id, key.key, status=response.status, body=response.body
             )
     return outcome
-
-
-async def _reconcile_refund(
-    sessions: async_sessionmaker[AsyncSession],
-    provider: PaymentProvider,
-    settings: Settings,
-    refund_id: uuid.UUID,
-) -> str:
-    async with sessions.begin() as session:
-        refund = await session.get(Refund, refund_id)
-        if refund is None or refund.status != "pending":
-            return "already_settled"
-    try:
-        record = await asyncio.wait_for(
-            provider.find_refund(reference=str(refund_id)),
-            timeout=settings.payments_provider_timeout_seconds,
-        )
-    except Exception as exc:
-        log.warning("reconcile_lookup_failed", refund_id=str(refund_id), error=repr(exc))
-        return "error"
-    async with sessions.begin() as session:
-        refund, changed = await settle_refund(
-            session,
-            refund_id,
-            provider_refund_id=None if record is None else record.refund_id,
-            failure_code="not_refunded",
-        )
-    if not changed:
-        return "already_settled"
-    return "succeeded" if refund.status == "succeeded" else "failed"
-
-
-async def observe_pending(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Refresh ``payments_pending_oldest_age_seconds`` from the database."""
-    async with sessions() as session:
-        ages = await repo.oldest_pending_ages(session)
-    for kind, age in ages.items():
-        metrics.pending_oldest_age_seconds.labels(kind=kind).set(age)
-
-
-async def purge_expired_keys(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> list[int]:
-    """Delete expired idempotency keys in batches of ``APP_PAYMENTS_PURGE_BATCH``, each its own
-    short transaction, at most ``APP_PAYMENTS_PURGE_MAX_BATCHES`` a run: the rows deleted each."""
-    batch = settings.payments_purge_batch
-    batches: list[int] = []
-    for _ in range(settings.payments_purge_max_batches):
-        async with sessions.begin() as session:
-            deleted = await repo.purge_expired_keys(session, batch=batch)
-        batches.append(deleted)
-        metrics.idempotency_keys_purged_total.inc(deleted)
-        if deleted < batch:
-            break
-    if sum(batches):
-        log.info("idempotency_keys_purged", deleted=sum(batches), batches=len(batches))
-    return batches

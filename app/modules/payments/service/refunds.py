@@ -28,11 +28,12 @@ from app.modules.payments import metrics
 from app.modules.payments import repository as repo
 from app.modules.payments.interface import RefundIssued
 from app.modules.payments.models import Refund
-from app.modules.payments.providers import PaymentProvider, ProviderError
+from app.modules.payments.providers import ProviderError
 from app.modules.payments.schemas import RefundOut, RefundRequest
 from app.modules.payments.service._common import (
     IdempotencyKeyReused,
     NotRefundable,
+    PaymentsPorts,
     ProviderFailed,
     ProviderTimedOut,
     RefundExceedsPayment,
@@ -41,6 +42,7 @@ from app.modules.payments.service._common import (
 from app.platform.config import Settings
 from app.platform.errors import NotFound
 from app.platform.observability.logging import get_logger
+from app.platform.ports import IdSource
 
 log = get_logger("app.payments")
 
@@ -61,54 +63,70 @@ class _Intent:
     currency: str
 
 
-async def refund_order(
-    sessions: async_sessionmaker[AsyncSession],
-    provider: PaymentProvider,
-    settings: Settings,
-    *,
-    order_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    key: str,
-    request: RefundRequest,
-) -> RefundOutcome:
-    """Refund ``request.amount`` (all that remains when omitted) of the order's payment."""
-    async with sessions.begin() as session:
-        intent = await _record_intent(session, order_id, user_id, key, request)
-    if isinstance(intent, RefundOutcome):
-        return intent
+class RefundsService:
+    """Refunds: their own short transactions from ``sessions``, the provider from ``ports``."""
 
-    try:
-        result = await asyncio.wait_for(
-            provider.refund(
-                charge_id=intent.charge_id,
-                amount=intent.amount,
-                currency=intent.currency,
-                reference=str(intent.refund_id),
-                idempotency_key=str(intent.refund_id),
-            ),
-            timeout=settings.payments_provider_timeout_seconds,
-        )
-    except ProviderError as exc:
-        async with sessions.begin() as session:
-            await settle_refund(session, intent.refund_id, provider_refund_id=None)
-        raise ProviderFailed(
-            f"The payment provider refused the refund: {exc}", refund_id=intent.refund_id
-        ) from exc
-    except Exception as exc:
-        # Whether it refunded is unknown: the refund stays pending for a retry to settle.
-        log.warning("refund_unanswered", refund_id=str(intent.refund_id), error=repr(exc))
-        raise ProviderTimedOut(
-            "The payment provider did not answer; the refund is pending. Retry with the same "
-            "key to settle it (nothing is refunded twice)",
-            refund_id=intent.refund_id,
-        ) from exc
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        ports: PaymentsPorts,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.ports = ports
 
-    async with sessions.begin() as session:
-        refund, settled_now = await settle_refund(
-            session, intent.refund_id, provider_refund_id=result.refund_id
-        )
-        out = RefundOut.model_validate(refund)
-    return RefundOutcome(out, replayed=not settled_now)
+    async def refund_order(
+        self,
+        *,
+        order_id: uuid.UUID,
+        user_id: uuid.UUID | None,
+        key: str,
+        request: RefundRequest,
+    ) -> RefundOutcome:
+        """Refund ``request.amount`` (all that remains when omitted) of the order's payment."""
+        async with self.sessions.begin() as session:
+            intent = await _record_intent(
+                session, order_id, user_id, key, request, new_id=self.ports.ids
+            )
+        if isinstance(intent, RefundOutcome):
+            return intent
+        provider_refund_id = await self._ask_provider(intent)
+        async with self.sessions.begin() as session:
+            refund, settled_now = await settle_refund(
+                session, intent.refund_id, provider_refund_id=provider_refund_id
+            )
+            out = RefundOut.model_validate(refund)
+        return RefundOutcome(out, replayed=not settled_now)
+
+    async def _ask_provider(self, intent: _Intent) -> str:
+        """The provider's refund id; a refusal is recorded, an unknown outcome stays pending."""
+        try:
+            result = await asyncio.wait_for(
+                self.ports.provider.refund(
+                    charge_id=intent.charge_id,
+                    amount=intent.amount,
+                    currency=intent.currency,
+                    reference=str(intent.refund_id),
+                    idempotency_key=str(intent.refund_id),
+                ),
+                timeout=self.settings.payments_provider_timeout_seconds,
+            )
+        except ProviderError as exc:
+            async with self.sessions.begin() as session:
+                await settle_refund(session, intent.refund_id, provider_refund_id=None)
+            raise ProviderFailed(
+                f"The payment provider refused the refund: {exc}", refund_id=intent.refund_id
+            ) from exc
+        except Exception as exc:
+            # Whether it refunded is unknown: the refund stays pending for a retry to settle.
+            log.warning("refund_unanswered", refund_id=str(intent.refund_id), error=repr(exc))
+            raise ProviderTimedOut(
+                "The payment provider did not answer; the refund is pending. Retry with the "
+                "same key to settle it (nothing is refunded twice)",
+                refund_id=intent.refund_id,
+            ) from exc
+        return result.refund_id
 
 
 async def _record_intent(
@@ -117,6 +135,8 @@ async def _record_intent(
     user_id: uuid.UUID | None,
     key: str,
     request: RefundRequest,
+    *,
+    new_id: IdSource,
 ) -> _Intent | RefundOutcome:
     locked = await repo.lock_order_and_payment(session, order_id, user_id=user_id)
     if locked is None:
@@ -154,7 +174,7 @@ async def _record_intent(
         refund = previous
     else:
         refund = Refund(
-            id=uuid.uuid4(),
+            id=new_id(),
             payment_id=payment.id,
             order_id=order.id,
             idempotency_key=key,
