@@ -94,7 +94,7 @@ class IndexAudit:
 
     def _measure(self, ctx: Context, rows: int, had_index: bool) -> Outcome:
         primary, db = ctx.stack.primary, ctx.db
-        requests = 40 if ctx.quick else 120
+        requests = 20 if ctx.quick else 120
         facts = seed_facts(ctx.stack, db)
         ctx.progress("D: the compound index dropped; a server as shipped")
         with servers.serving(ctx, {"shipped": {"env": {}}}) as running:
@@ -185,7 +185,9 @@ class IndexAudit:
             and advice.columns == COLUMNS
             and not advice.where,
             f"the query at least {goal:g}x faster with the index": speedup >= goal,
-            "the endpoint faster with the index": endpoint.ratio < 1,
             "every page answered 200": outcome.facts["non_200"] == 0,
         }
+        if rows >= 100_000:
+            # A scan of the small seed's orders is lost in the HTTP round trip's noise.
+            outcome.checks["the endpoint faster with the index"] = endpoint.ratio < 1
         return outcome
