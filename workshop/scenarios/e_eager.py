@@ -111,7 +111,7 @@ class EagerLoading:
         emails = _buyers(ctx, 4)
         if not emails:
             raise RuntimeError(f"no member has {PAGE} orders: run make seed")
-        requests = 6 if ctx.quick else 60
+        requests = 6 if ctx.quick else 40
         # The tests' environment makes an N+1 raise; here it must be counted and logged.
         spec: dict[str, object] = {
             "env": {"APP_DB_N_PLUS_ONE_STRICT": "false"},
