@@ -19,6 +19,13 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.1f} {unit}" if abs(value) < 100 else f"{value:,.0f} {unit}"
 
 
+def _ratio(ratio: float) -> str:
+    # A hundredfold drop printed as "0.00x" would hide the figure the room came for.
+    if 0 < ratio < 0.1:
+        return f"{ratio:.2g}x (1/{1 / ratio:,.0f})"
+    return f"{ratio:.2f}x"
+
+
 def table_rows(outcome: Outcome) -> list[list[str]]:
     rows = []
     for c in outcome.comparisons:
@@ -30,7 +37,7 @@ def table_rows(outcome: Outcome) -> list[list[str]]:
                 _fmt(c.after.median, unit),
                 f"{_fmt(c.before.low, '')}-{_fmt(c.before.high, unit)}",
                 f"{_fmt(c.after.low, '')}-{_fmt(c.after.high, unit)}",
-                f"{c.ratio:.2f}x",
+                _ratio(c.ratio),
             ]
         )
     return rows

@@ -18,6 +18,7 @@ from app.main import create_app
 # A variant's routes, as "module:router": the "before" code paths the scenarios mount.
 VARIANTS: dict[str, str] = {
     "coupled-checkout": "workshop.godservice:router",
+    "order-history": "workshop.order_history:router",
 }
 
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.platform.canary.probe import is_stale
+from tests.workshop.conftest import QuickRuns
 
 # The first test to ask for the session's quick run (every scenario) bears its setup: minutes on a
 # loaded machine, so the hang guard is wider than the suite's 300 s.
 pytestmark = pytest.mark.timeout(1200)
 
 
-def _c(out: Path) -> dict[str, Any]:
-    results = json.loads((out / "results.json").read_text())
+def _c(runs: QuickRuns) -> dict[str, Any]:
+    results = json.loads((runs("C") / "results.json").read_text())
     found: dict[str, Any] = next(s for s in results["scenarios"] if s["scenario"] == "C")
     return found
 
@@ -28,21 +28,21 @@ def _values(outcome: dict[str, Any], key: str) -> tuple[list[float], list[float]
     return comparison["before"]["values"], comparison["after"]["values"]
 
 
-def test_c_the_canary_alert_fires_within_3_minutes(quick_run: Path) -> None:
+def test_c_the_canary_alert_fires_within_3_minutes(quick_run: QuickRuns) -> None:
     facts = _c(quick_run)["facts"]
     assert facts["time_to_detect_s"] is not None, facts
     assert facts["time_to_detect_s"] <= 180
 
 
-def test_c_the_alert_names_the_route_the_ratio_and_the_slice(quick_run: Path) -> None:
+def test_c_the_alert_names_the_route_the_ratio_and_the_slice(quick_run: QuickRuns) -> None:
     facts = _c(quick_run)["facts"]
     assert facts["alert_labels"]["route"] == "/v1/products/{product_id}"
     assert re.search(r"consistency \d+(\.\d+)?% over the", facts["alert_description"])
     assert re.search(r"in the last check [1-9]\d* of \d+ canary users", facts["alert_description"])
-    assert facts["alert_summary"] in (quick_run / "report.md").read_text()
+    assert facts["alert_summary"] in (quick_run("C") / "report.md").read_text()
 
 
-def test_c_readyz_stays_200_and_nothing_fails_throughout(quick_run: Path) -> None:
+def test_c_readyz_stays_200_and_nothing_fails_throughout(quick_run: QuickRuns) -> None:
     outcome = _c(quick_run)
     before, after = _values(outcome, "readyz")
     assert set(before + after) == {100.0}
@@ -51,7 +51,7 @@ def test_c_readyz_stays_200_and_nothing_fails_throughout(quick_run: Path) -> Non
     assert outcome["facts"]["app_5xx_seen_by_prometheus"] == 0
 
 
-def test_c_the_bug_is_live_before_and_only_the_canary_tells(quick_run: Path) -> None:
+def test_c_the_bug_is_live_before_and_only_the_canary_tells(quick_run: QuickRuns) -> None:
     outcome = _c(quick_run)
     stale_before, _ = _values(outcome, "stale")
     # Old prices served with a 200 in most rounds (the first may come before the cache is live:

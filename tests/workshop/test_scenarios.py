@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.workshop.conftest import QuickRuns, comparison, scenario_outcome
 from workshop.scenarios import SCENARIOS
 
-# The first test to ask for the session's quick run (every scenario) bears its setup: minutes on a
-# loaded machine, so the hang guard is wider than the suite's 300 s.
-pytestmark = pytest.mark.timeout(1200)
+# quick_run (conftest.py): one quick run of every scenario for the whole session.
+_outcome = scenario_outcome
+_comparison = comparison
 
 
-def _outcome(out: Path, scenario: str) -> dict[str, Any]:
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_scenario_ran_and_its_claims_held(quick_run: QuickRuns, scenario: str) -> None:
+    out = quick_run(scenario)
     results = json.loads((out / "results.json").read_text())
-    return next(s for s in results["scenarios"] if s["scenario"] == scenario)
+    [ran] = results["scenarios"]
+    assert ran["scenario"] == scenario
+    assert ran["passed"] is True, ran["checks"]
+    assert ran["rounds"] == 5
+    report = (out / "report.md").read_text()
+    assert f"## {scenario}: {ran['title']}" in report
+    assert (out / f"{scenario}.png").stat().st_size > 1000
+    assert "load average" in report
 
 
-def _comparison(outcome: dict[str, Any], key: str) -> dict[str, Any]:
-    comparisons = outcome["comparisons"]
-    assert isinstance(comparisons, list)
-    return next(c for c in comparisons if c["figure"]["key"] == key)
-
-
-def test_every_scenario_ran_and_its_claims_held(quick_run: Path) -> None:
-    results = json.loads((quick_run / "results.json").read_text())
-    assert [s["scenario"] for s in results["scenarios"]] == list(SCENARIOS)
-    for scenario in results["scenarios"]:
-        assert scenario["passed"] is True, scenario["checks"]
-        assert scenario["rounds"] == 5
-        report = (quick_run / "report.md").read_text()
-        assert f"## {scenario['scenario']}: {scenario['title']}" in report
-        assert (quick_run / f"{scenario['scenario']}.png").stat().st_size > 1000
-    assert "load average" in (quick_run / "report.md").read_text()
-
-
-def test_a_the_outbox_keeps_checkout_up_through_a_notification_bug(quick_run: Path) -> None:
+def test_a_the_outbox_keeps_checkout_up_through_a_notification_bug(quick_run: QuickRuns) -> None:
     a = _outcome(quick_run, "A")
     success = _comparison(a, "success")
     assert success["before"]["median"] < 100  # the coupled checkout fails with the bug on
@@ -50,7 +40,7 @@ def test_a_the_outbox_keeps_checkout_up_through_a_notification_bug(quick_run: Pa
     assert "Modules are independent" in facts["lint_imports_on_the_coupled_code"]
 
 
-def test_f_reads_on_the_replica_halve_the_primarys_share(quick_run: Path) -> None:
+def test_f_reads_on_the_replica_halve_the_primarys_share(quick_run: QuickRuns) -> None:
     f = _outcome(quick_run, "F")
     share = _comparison(f, "primary_statements")
     assert share["before"]["median"] > 90  # routing off: the primary runs nearly everything

@@ -108,7 +108,7 @@ class OutboxIsolation:
 
     def run(self, ctx: Context) -> Outcome:
         facts = seed_facts(ctx.stack, ctx.db)
-        per_round = 10 if ctx.quick else 60
+        per_round = 10 if ctx.quick else 30
         env = {
             "APP_FAULTS_REFRESH_SECONDS": "0.2",
             "APP_EVENTS_POLL_INTERVAL_SECONDS": "0.2",

@@ -38,7 +38,7 @@ class ReportBulkhead:
 
     def run(self, ctx: Context) -> Outcome:
         facts = seed_facts(ctx.stack, ctx.db)
-        per_phase = 20 if ctx.quick else 150
+        per_phase = 20 if ctx.quick else 80
         flood_clients = 6 if ctx.quick else 16
         specs: dict[str, dict[str, object]] = {
             "reports-on-primary": {"env": {"APP_ANALYTICS_REPORT_ISOLATION": "none"}},

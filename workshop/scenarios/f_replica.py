@@ -67,7 +67,7 @@ class ReplicaReads:
     def run(self, ctx: Context) -> Outcome:
         stack = ctx.stack
         facts = seed_facts(stack, ctx.db)
-        requests = 60 if ctx.quick else 1500
+        requests = 60 if ctx.quick else 400
         specs: dict[str, dict[str, object]] = {
             "routing-off": {"env": {"APP_DB_REPLICA_READS": "false"}},
             "routing-on": {"env": {}},

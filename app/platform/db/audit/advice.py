@@ -28,6 +28,8 @@ class Options:
     min_cost_drop: float = 0.5  # what HypoPG must promise for a candidate to be timed at all
     min_speedup: float = 2.0  # what timing must show for advice to stand
     timeout_ms: int = 60_000
+    # Smaller tables are left alone: a sequential scan of them costs little whatever the index.
+    large_table_rows: int = LARGE_TABLE_ROWS
 
 
 def _needs_help(node: dict[str, Any]) -> bool:
@@ -117,9 +119,11 @@ async def advise(
     advice = []
     for node_plan, _ in walk(found.plan):
         table = node_plan.get("Relation Name")
-        if not table or sizes.get(table, 0) < LARGE_TABLE_ROWS or not _needs_help(node_plan):
+        if not table or sizes.get(table, 0) < options.large_table_rows:
             continue
-        for access in accesses(node_plan, bound.text):
+        if not _needs_help(node_plan):
+            continue
+        for access in accesses(found.plan, bound.text, only=node_plan):
             existing = await _existing(node, access.schema, access.table)
             made = [c for c in candidates(access) if (c.columns, c.where) not in existing]
             if not made:

@@ -155,12 +155,18 @@ def _literal_constants(access: Access, text: str) -> None:
             known.add(col)
 
 
-def accesses(plan: dict[str, Any], text: str) -> list[Access]:
-    """Each table scan of the plan with the conditions, joins and sort it is read with."""
+def accesses(plan: dict[str, Any], text: str, only: dict[str, Any] | None = None) -> list[Access]:
+    """Each table scan of the plan (or ``only`` that one) with its conditions, joins and sort.
+
+    Walked from the top of the plan even for one scan: the joins and the sort above it are
+    what make its candidate compound.
+    """
     text = _COMMENTS.sub(" ", text)  # the module/route tag holds "module='x'": no predicate
     found = []
     for node, parents in walk(plan):
         if node.get("Node Type") not in _SCANS or "Relation Name" not in node:
+            continue
+        if only is not None and node is not only:
             continue
         alias = node.get("Alias", node["Relation Name"])
         access = Access(node.get("Schema", "public"), node["Relation Name"], alias)
