@@ -94,7 +94,11 @@ def run_round(variant: str, args: argparse.Namespace, stack: Any) -> Round:
         pooler.start()
         env.update(pooler.app_env())
     else:
-        env.update(APP_DATABASE_URL=stack.primary_url, APP_REPLICA_DATABASE_URL=stack.replica_url)
+        env.update(
+            APP_DATABASE_URL=stack.primary_url,
+            APP_REPLICA_DATABASE_URL=stack.replica_url,
+            APP_REPLICA_DATABASE_URLS=",".join(stack.replica_urls),
+        )
     base = args.base_port
     scaled = Scaled(
         Path(args.dir) / variant.replace(" ", "-"),

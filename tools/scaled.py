@@ -232,7 +232,12 @@ class Scaled:
 def _database_env(args: argparse.Namespace) -> tuple[dict[str, str], Pooler | None]:
     stack = local_stack()
     if not args.pooler:
-        env = {"APP_DATABASE_URL": stack.primary_url, "APP_REPLICA_DATABASE_URL": stack.replica_url}
+        env = {
+            "APP_DATABASE_URL": stack.primary_url,
+            "APP_REPLICA_DATABASE_URL": stack.replica_url,
+            # Every replica the stack runs (PGSTACK_REPLICAS), each checked and routed to.
+            "APP_REPLICA_DATABASE_URLS": ",".join(stack.replica_urls),
+        }
         return env, None
     pooler = Pooler.for_stack(stack, Path(args.dir) / "pgbouncer", args.pooler_port)
     pooler.start()
