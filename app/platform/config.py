@@ -5,10 +5,14 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, PostgresDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.platform.config_safety import (
+    unsafe_adapters,
+    weak_secrets,
+)
 
 Environment = Literal["development", "test", "workshop", "staging", "production"]
 
@@ -348,64 +352,15 @@ class Settings(BaseSettings):
         """Outside development and test: real secrets, real adapters, a public https URL."""
         if self.is_dev:
             return self
-        problems = [*self._weak_secrets(), *self._unsafe_adapters()]
-        if problems:
-            raise ValueError(f"refusing to start with APP_ENV={self.env}: " + "; ".join(problems))
-        return self
-
-    def _weak_secrets(self) -> list[str]:
         defaults = {
             "APP_SECRET_KEY": DEV_SECRET_KEY,
             "APP_METRICS_TOKEN": DEV_METRICS_TOKEN,
             "APP_PAYMENTS_WEBHOOK_SECRET": DEV_PAYMENTS_WEBHOOK_SECRET,
         }
-        problems: list[str] = []
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if not isinstance(value, SecretStr) or name in EXTERNALLY_ISSUED_SECRETS:
-                continue
-            env_name = f"APP_{name.upper()}"
-            secret = value.get_secret_value()
-            if defaults.get(env_name) == secret:
-                problems.append(f"{env_name} is the development secret: set your own")
-            elif len(secret) < MIN_SECRET_LENGTH:
-                problems.append(f"{env_name} is shorter than {MIN_SECRET_LENGTH} characters")
-        return problems
-
-    def _unsafe_adapters(self) -> list[str]:
-        problems: list[str] = []
-        if self.payments_provider == "fake" and not (
-            self.env == "staging" and self.payments_allow_fake_provider
-        ):
-            problems.append(
-                "APP_PAYMENTS_PROVIDER=fake charges nothing real (a staging demo may allow it "
-                "with APP_PAYMENTS_ALLOW_FAKE_PROVIDER=true)"
-            )
-        if self.email_backend in ("console", "memory"):
-            problems.append(f"APP_EMAIL_BACKEND={self.email_backend} sends no email: use smtp")
-        url = urlsplit(self.public_base_url)
-        if url.scheme != "https" or not url.hostname or _is_loopback(url.hostname):
-            problems.append(
-                "APP_PUBLIC_BASE_URL must be an https URL of a public host (links in emails "
-                f"point there), not {self.public_base_url!r}"
-            )
-        return problems
-
-
-# Chosen by whoever issues them (the mail provider), not by us: their length is not ours to set.
-EXTERNALLY_ISSUED_SECRETS = frozenset({"smtp_password"})
-MIN_SECRET_LENGTH = 32
-
-
-def _is_loopback(host: str) -> bool:
-    name = host.rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
+        problems = [*weak_secrets(self, defaults), *unsafe_adapters(self)]
+        if problems:
+            raise ValueError(f"refusing to start with APP_ENV={self.env}: " + "; ".join(problems))
+        return self
 
 
 @lru_cache

@@ -137,7 +137,7 @@ def test_every_secret_setting_is_checked() -> None:
     """A secret added later is covered by the length rule without anyone remembering to."""
     from pydantic import SecretStr
 
-    from app.platform.config import EXTERNALLY_ISSUED_SECRETS
+    from app.platform.config_safety import EXTERNALLY_ISSUED_SECRETS
 
     secrets = {
         name

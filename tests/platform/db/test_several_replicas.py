@@ -250,22 +250,9 @@ async def test_one_replica_down_its_reads_go_to_the_other_without_an_error(
         assert second_restored.port in ports[: READS // 2]
         assert set(ports[-READS:]) == {first.port}
 
-        ready = await anonymous.get("/readyz")
-        assert ready.status_code == 200
-        body = ready.json()
-        assert body["status"] == "degraded"
-        by_name = {r["name"]: r for r in body["checks"]["replicas"]}
-        up, down = f"127.0.0.1:{first.port}", f"127.0.0.1:{second_restored.port}"
-        assert (by_name[up]["status"], by_name[up]["healthy"]) == ("up", True)
-        assert (by_name[down]["status"], by_name[down]["healthy"]) == ("down", False)
-        assert by_name[down]["error"]
-        summary = body["checks"]["replica"]
-        assert (summary["status"], summary["healthy"], summary["serving"]) == (
-            "partial",
-            False,
-            [up],
+        _assert_one_down(
+            (await anonymous.get("/readyz")), f"127.0.0.1:{first.port}", second_restored.port
         )
-        assert summary["routing"] == "replica"
         assert gauge("db_replica_healthy", app, 0) == 1
         assert gauge("db_replica_healthy", app, 1) == 0
 
@@ -277,6 +264,21 @@ async def test_one_replica_down_its_reads_go_to_the_other_without_an_error(
 
         await wait_for(both_again, timeout=60)
         assert gauge("db_replica_healthy", app, 1) == 1
+
+
+def _assert_one_down(ready: httpx.Response, up: str, down_port: int) -> None:
+    """/readyz with one replica up and the other down: degraded, still 200, each one named."""
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "degraded"
+    by_name = {r["name"]: r for r in body["checks"]["replicas"]}
+    down = f"127.0.0.1:{down_port}"
+    assert (by_name[up]["status"], by_name[up]["healthy"]) == ("up", True)
+    assert (by_name[down]["status"], by_name[down]["healthy"]) == ("down", False)
+    assert by_name[down]["error"]
+    summary = body["checks"]["replica"]
+    assert (summary["status"], summary["healthy"], summary["serving"]) == ("partial", False, [up])
+    assert summary["routing"] == "replica"
 
 
 async def test_readyz_reports_each_replica(two_replicas: Settings, notes_table: Stack) -> None:
