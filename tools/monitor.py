@@ -354,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         demo=args.demo,
     )
 
-    # SIGTERM (a supervisor, a test cleaning up) stops everything the way Ctrl-C does.
+    # SIGTERM (a supervisor, a test cleaning up) stops everything the way Ctrl-C does; and so
+    # does SIGINT even when started from a script in the background, which ignores it (Python
+    # then installs no handler of its own).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with ExitStack() as stack_of_services:
         try:
             for role, (port, dsn) in exporters.items():
