@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.modules.payments.interface import OrderPaid, PaymentFailed, PaymentsEvent
 from app.modules.payments.models import Order, Payment
 from app.modules.payments.providers import PaymentProvider
+from app.platform.config import Settings
 from app.platform.errors import AppError, BadRequest, Conflict, ValidationFailed
 from app.platform.events import publish
 from app.platform.ports import Clock, IdSource, random_ids, system_clock
@@ -97,3 +98,18 @@ def payment_failed_event(order: Order, payment: Payment, reason: str) -> Payment
         currency=payment.currency,
         reason=reason,
     )
+
+
+class TransactionalService:
+    """A use case that runs its own short transactions (from ``sessions``) around calls to the
+    provider, never holding one open across a call: checkout, refunds, reconciliation."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        ports: PaymentsPorts,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.ports = ports

@@ -53,9 +53,9 @@ from app.modules.payments.service._common import (
     IdempotencyKeyReused,
     MixedCurrencies,
     PaymentDeclined,
-    PaymentsPorts,
     ProviderFailed,
     ProviderTimedOut,
+    TransactionalService,
     _emit,
     order_paid_event,
     payment_failed_event,
@@ -94,18 +94,8 @@ class _Claim:
     taken: bool
 
 
-class CheckoutService:
+class CheckoutService(TransactionalService):
     """Checkout: its own short transactions from ``sessions``, the provider from ``ports``."""
-
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
-        ports: PaymentsPorts,
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.ports = ports
 
     async def checkout(
         self, *, user_id: uuid.UUID, key: str, request: CheckoutRequest

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.payments import metrics
 from app.modules.payments import repository as repo
@@ -25,14 +25,13 @@ from app.modules.payments.models import Payment, Refund
 from app.modules.payments.providers import ChargeRecord
 from app.modules.payments.service._common import (
     NOT_CHARGED,
-    PaymentsPorts,
+    TransactionalService,
     _emit,
     order_paid_event,
     payment_failed_event,
 )
 from app.modules.payments.service.checkout import settled_response
 from app.modules.payments.service.refunds import settle_refund
-from app.platform.config import Settings
 from app.platform.observability.logging import get_logger
 
 log = get_logger("app.payments.reconciliation")
@@ -45,19 +44,9 @@ class ReconcileReport:
     released_keys: int = 0
 
 
-class ReconciliationService:
+class ReconciliationService(TransactionalService):
     """The worker's payments jobs: short transactions from ``sessions``, the provider from
     ``ports``."""
-
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
-        ports: PaymentsPorts,
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.ports = ports
 
     async def reconcile(self, *, older_than: float | None = None) -> ReconcileReport:
         """One pass over what is pending past the bound (``older_than`` seconds overrides it)."""

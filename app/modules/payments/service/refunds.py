@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import func
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.modules.payments import metrics
 from app.modules.payments import repository as repo
@@ -33,13 +33,12 @@ from app.modules.payments.schemas import RefundOut, RefundRequest
 from app.modules.payments.service._common import (
     IdempotencyKeyReused,
     NotRefundable,
-    PaymentsPorts,
     ProviderFailed,
     ProviderTimedOut,
     RefundExceedsPayment,
+    TransactionalService,
     _emit,
 )
-from app.platform.config import Settings
 from app.platform.errors import NotFound
 from app.platform.observability.logging import get_logger
 from app.platform.ports import IdSource
@@ -63,18 +62,8 @@ class _Intent:
     currency: str
 
 
-class RefundsService:
+class RefundsService(TransactionalService):
     """Refunds: their own short transactions from ``sessions``, the provider from ``ports``."""
-
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
-        ports: PaymentsPorts,
-    ) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self.ports = ports
 
     async def refund_order(
         self,
